@@ -1,0 +1,3 @@
+from pcf_gs.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,318 @@
+"""Typed configuration: dataclasses, YAML presets and ``--set`` overrides.
+
+A config is a :class:`Config` made of one dataclass per section. It is built
+in three layers, each overriding the previous one:
+
+1. the dataclass defaults below (``configs/default.yaml`` mirrors them);
+2. a YAML preset chosen with ``--config NAME|PATH`` (NAME looks in ``configs/``);
+3. repeated ``--set section.key=value`` overrides (values parsed as YAML).
+
+Unknown sections or keys and values of the wrong type are user errors. The
+resolved config is saved with every run (:func:`save_config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pcf_gs.errors import UserError
+from pcf_gs.io_utils import write_text_atomic
+
+
+@dataclass
+class DataConfig:
+    """How a scene folder is read."""
+
+    format: Literal["auto", "messy_rooms"] = "auto"
+    downscale: int = 1
+    """Integer factor images are shrunk by on load (label maps: nearest)."""
+    max_size: int = 0
+    """If > 0, further shrink so the longer image side is at most this (pixels)."""
+    test_fraction: float = 0.2
+    """Fraction of frames (the last ones) held out when the format has no split file."""
+    normalize: bool = True
+    """Centre and scale the scene so cameras fit in a unit sphere; recorded to undo on export."""
+    load_ground_truth: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """Per-Gaussian attributes."""
+
+    embedding: Literal["probabilistic", "deterministic"] = "probabilistic"
+    """probabilistic: N(mu, diag(var)) with the PP kernel (PCF-Lift);
+    deterministic: mu only with an RBF kernel of fixed variance (Contrastive Lift)."""
+    embed_dim: int = 3
+    var_floor: float = 0.01
+    """Minimum variance: var = ELU(raw) + 1 + var_floor."""
+    deterministic_var: float = 0.5
+    """Fixed isotropic variance used by the deterministic embedding."""
+    sh_degree: int = 3
+    init_points: int = 20000
+    """Random initial Gaussians when the format has no SfM points."""
+    init_opacity: float = 0.1
+
+
+@dataclass
+class RenderConfig:
+    backend: Literal["auto", "cpu", "gsplat"] = "auto"
+    eps2d: float = 0.3
+    near_plane: float = 0.01
+    far_plane: float = 1.0e10
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation schedule and loss weights (PCF-Lift Eqs. 2-6)."""
+
+    iterations: int = 30000
+    batch_views: int = 1
+    warmup_iterations: int = 5000
+    """Appearance + semantics only until here."""
+    cross_view_start: int = 20000
+    """The cross-view loss (Eq. 5) is on from here to the end."""
+    pixels_per_view: int = 1024
+    temperature: float = 0.1
+    w_semantic: float = 0.1
+    w_contrastive: float = 1.0
+    w_concentration: float = 0.1
+    w_reg: float = 0.001
+    w_cross: float = 0.05
+    tau: float = 0.9
+    ema_momentum: float = 0.9
+    ssim_lambda: float = 0.2
+    detach_geometry: bool = True
+    """Instance and semantic losses update only their own attributes."""
+    lr_means: float = 1.6e-4
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_opacities: float = 5e-2
+    lr_sh0: float = 2.5e-3
+    lr_shN: float = 1.25e-4
+    lr_semantic: float = 5e-3
+    lr_embedding: float = 5e-3
+    densify: bool = True
+    densify_until: int = 15000
+    checkpoint_every: int = 2000
+    log_every: int = 100
+
+
+@dataclass
+class SegmentConfig:
+    clustering: Literal["mvoa", "hdbscan"] = "mvoa"
+    min_pixels: int = 10
+    """MVOA: smallest 2D mask (pixels) that becomes a node."""
+    threshold: float = -1.0
+    """MVOA suppression threshold T; < 0 means adaptive (official code)."""
+    score_threshold: float = 0.0
+    """Prototypes with a concentration score below this are dropped."""
+    hdbscan_samples: int = 20000
+    hdbscan_min_cluster_size: int = 50
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- #
+# locating presets
+
+
+def config_dirs() -> list[Path]:
+    """Folders searched for ``--config NAME``: $PCF_GS_CONFIG_DIR, ./configs, the repo's configs/."""
+    dirs = []
+    if os.environ.get("PCF_GS_CONFIG_DIR"):
+        dirs.append(Path(os.environ["PCF_GS_CONFIG_DIR"]))
+    dirs.append(Path.cwd() / "configs")
+    dirs.append(Path(__file__).resolve().parent.parent / "configs")
+    out: list[Path] = []
+    for d in dirs:
+        if d not in out:
+            out.append(d)
+    return out
+
+
+def available_presets() -> list[str]:
+    names: set[str] = set()
+    for d in config_dirs():
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.yaml"))
+    return sorted(names)
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or os.sep in name_or_path:
+        if not p.is_file():
+            raise UserError("config file not found", p)
+        return p
+    for d in config_dirs():
+        cand = d / f"{name_or_path}.yaml"
+        if cand.is_file():
+            return cand
+    raise UserError(
+        f"unknown config preset {name_or_path!r}; available: {', '.join(available_presets()) or 'none'}"
+    )
+
+
+# --------------------------------------------------------------------------- #
+# typed updates
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp, where: str) -> Any:
+    """Convert a YAML-parsed ``value`` to the annotated type ``tp`` or raise UserError."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise UserError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except UserError as e:
+                errors.append(str(e))
+        raise UserError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise UserError(f"{where}: expected a list, got {value!r}")
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        seq = [_coerce(v, inner, where) for v in value]
+        return seq if origin is list else tuple(seq)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+        raise UserError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise UserError(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise UserError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    raise UserError(f"{where}: cannot set a value of type {_type_name(tp)}")
+
+
+def _unknown(key: str, known: list[str], where: str) -> UserError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return UserError(f"{where}: unknown key {key!r}{hint}")
+
+
+def _update(obj: Any, values: dict, where: str) -> None:
+    if not isinstance(values, dict):
+        raise UserError(f"{where}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in fields(obj)]
+    for key, val in values.items():
+        if key not in names:
+            raise _unknown(str(key), names, where)
+        cur = getattr(obj, key)
+        sub = f"{where}.{key}" if where else key
+        if dataclasses.is_dataclass(cur):
+            _update(cur, val if val is not None else {}, sub)
+        else:
+            setattr(obj, key, _coerce(val, hints[key], sub))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``section.key=value`` into (["section", "key"], parsed value)."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected section.key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise UserError(f"--set {text!r}: expected section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
+    for text in overrides or []:
+        path, value = parse_override(text)
+        nested: Any = value
+        for part in reversed(path):
+            nested = {part: nested}
+        try:
+            _update(cfg, nested, "")
+        except UserError as e:
+            raise UserError(f"--set {text}: {str(e).split(': ', 1)[-1]}") from None
+    return cfg
+
+
+def load_config(preset: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the preset (name in ``configs/`` or a YAML path), then ``--set`` overrides."""
+    cfg = Config()
+    if preset:
+        path = resolve_preset(preset)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"not valid YAML ({str(e).splitlines()[0]})", path) from None
+        try:
+            _update(cfg, data, "")
+        except UserError as e:
+            raise UserError(str(e), path) from None
+    return apply_overrides(cfg, overrides)
+
+
+def config_from_dict(data: dict) -> Config:
+    cfg = Config()
+    _update(cfg, data, "")
+    return cfg
+
+
+def config_to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    """Write the fully resolved config (atomically)."""
+    write_text_atomic(path, config_to_yaml(cfg))
