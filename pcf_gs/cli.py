@@ -1,0 +1,166 @@
+"""The ``pcf-gs`` command line.
+
+Every subcommand is a small function taking parsed arguments. User mistakes
+raise :class:`~pcf_gs.errors.UserError`: one line on stderr, exit code 2, no
+traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+from pcf_gs import __version__
+from pcf_gs.errors import UserError
+
+log = logging.getLogger("pcf_gs")
+
+# --------------------------------------------------------------------------- #
+# shared argument groups
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="NAME|PATH", help="YAML preset from configs/ (e.g. default, cpu_fast) or a file")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one setting (repeatable), e.g. --set train.iterations=2000",
+    )
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=["auto", "messy_rooms"], help="scene layout (default: detect)")
+    p.add_argument("--downscale", type=int, help="shrink images by this integer factor on load")
+
+
+def _resolve_config(args: argparse.Namespace):
+    from pcf_gs.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if getattr(args, "format", None):
+        cfg.data.format = args.format
+    if getattr(args, "downscale", None):
+        if args.downscale < 1:
+            raise UserError(f"--downscale must be >= 1, got {args.downscale}")
+        cfg.data.downscale = args.downscale
+    return cfg
+
+
+def _not_yet(name: str, issue: int) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(f"pcf-gs {name}: not available yet in this version (planned, see issue #{issue})", file=sys.stderr)
+        return 1
+
+    return run
+
+
+# --------------------------------------------------------------------------- #
+# commands
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from pcf_gs.data import load_scene
+    from pcf_gs.report import print_scene_summary
+
+    cfg = _resolve_config(args)
+    scene = load_scene(args.data, cfg.data, progress=not args.quiet)
+    print_scene_summary(scene.summary())
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from pcf_gs.synth_cli import run_synth
+
+    return run_synth(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pcf_gs.demo import run_demo
+
+    cfg = _resolve_config(args)
+    return run_demo(Path(args.out), cfg, data=Path(args.data) if args.data else None, quiet=args.quiet)
+
+
+# --------------------------------------------------------------------------- #
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pcf-gs",
+        description="Lift noisy 2D panoptic segmentations into a 3D Gaussian-splatting scene "
+        "with consistent object identities (PCF-Lift on splats).",
+    )
+    parser.add_argument("--version", action="version", version=f"pcf-gs {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="generate a synthetic scene with exact ground truth (Messy Rooms layout)")
+    from pcf_gs.synth_cli import add_synth_args
+
+    add_synth_args(p)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("info", help="load a scene folder and report what it contains")
+    p.add_argument("data", metavar="DATA", help="scene folder")
+    _add_data_args(p)
+    _add_config_args(p)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("train", help="train a splat scene with instance embeddings and semantics")
+    p.add_argument("data", metavar="DATA", help="scene folder")
+    p.add_argument("--out", required=True, metavar="RUN", help="run directory")
+    _add_data_args(p)
+    _add_config_args(p)
+    p.set_defaults(func=_not_yet("train", 4))
+
+    p = sub.add_parser("render", help="render a trained run (or a PLY) with the scene's cameras")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=_not_yet("render", 4))
+
+    p = sub.add_parser("segment", help="consistent panoptic masks, per-Gaussian labels, per-object PLY export")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=_not_yet("segment", 5))
+
+    p = sub.add_parser("eval", help="PQ^scene, SQ, RQ, mIoU and PSNR against ground truth")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--data", metavar="DATA")
+    p.set_defaults(func=_not_yet("eval", 5))
+
+    p = sub.add_parser("demo", help="run the pipeline on the demo scene shipped in assets/")
+    p.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (default: demo_out)")
+    p.add_argument("--data", metavar="DATA", help="use this scene instead of the shipped demo")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_demo, format=None, downscale=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"pcf-gs {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,27 @@
+"""Human-readable tables for the terminal (rich)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_scene_summary(summary: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    t = Table(title=f"scene: {summary['root']}", show_header=False)
+    t.add_column("item", style="bold")
+    t.add_column("value")
+    t.add_row("format", summary["format"])
+    t.add_row("frames (train / test)", f"{summary['frames']} ({summary['train_frames']} / {summary['test_frames']})")
+    t.add_row("image size", ", ".join(f"{w}x{h}" for w, h in summary["image_sizes"]))
+    t.add_row("classes", ", ".join(f"{c['id']}:{c['name']}{'' if c['thing'] else ' (stuff)'}" for c in summary["classes"]))
+    t.add_row("2D instances per view (mean)", f"{summary['pred_instances_per_view_mean']:.1f}")
+    t.add_row("confidence maps", "yes" if summary["has_confidence"] else "no")
+    gt = "no"
+    if summary["has_ground_truth"]:
+        gt = f"yes ({summary.get('gt_instances', '?')} instances)"
+    t.add_row("ground truth", gt)
+    t.add_row("initial points", str(summary["initial_points"]))
+    n = summary["normalization"]
+    t.add_row("normalisation", f"centre {[round(v, 3) for v in n['center']]}, scale {n['scale']:.4g}")
+    console.print(t)
