@@ -1,0 +1,148 @@
+r"""Multi-view object association (MVOA, PCF-Lift Algorithm 1) and the HDBSCAN baseline.
+
+Nodes. For every training view v and every 2D instance mask m of that view
+with at least ``min_pixels`` pixels, the rendered embeddings of its pixels
+give a node C_{v,m} = (mean mu, mean var) and a concentration score
+S_{v,m} = mean_p K(C_{v,m}, F_p) (how tightly the mask's pixels agree).
+
+Greedy association. Sort nodes by S; take the best remaining node as a
+prototype, suppress every remaining node with K(node, prototype) >= T, repeat
+until no node is left. Each prototype is one object.
+
+Adaptive threshold (released code). Per view, for each node, the largest
+kernel value to another node of the *same* view computed with mean
+differences halved — two masks of one view are different objects, so this
+measures how close distinct objects get — averaged over nodes, then over
+views. T is that average.
+
+Labelling. Every thing pixel (or Gaussian) takes the prototype with the
+highest K; stuff gets instance 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pcf_gs.kernel import pairwise_pp_log_kernel, pp_log_kernel
+
+
+@dataclass
+class Nodes:
+    mu: torch.Tensor  # [M, E]
+    var: torch.Tensor  # [M, E]
+    score: torch.Tensor  # [M] concentration score in (0, 1]
+    view: torch.Tensor  # [M] view index
+    label: torch.Tensor  # [M] 2D instance id within its view
+    size: torch.Tensor  # [M] pixels
+
+    def __len__(self) -> int:
+        return int(self.mu.shape[0])
+
+
+def build_nodes(
+    mus: list[torch.Tensor], vars_: list[torch.Tensor], labels: list[torch.Tensor], min_pixels: int = 10
+) -> Nodes:
+    """mus/vars_: per view [P_v, E] embeddings of the view's thing pixels; labels: per view [P_v] 2D ids (> 0)."""
+    out = {k: [] for k in ("mu", "var", "score", "view", "label", "size")}
+    for v, (mu, var, lab) in enumerate(zip(mus, vars_, labels)):
+        if len(lab) == 0:
+            continue
+        uniq, inv, cnt = torch.unique(lab, return_inverse=True, return_counts=True)
+        n = len(uniq)
+        c_mu = torch.zeros(n, mu.shape[1], dtype=mu.dtype).index_add_(0, inv, mu) / cnt[:, None]
+        c_var = torch.zeros(n, var.shape[1], dtype=var.dtype).index_add_(0, inv, var) / cnt[:, None]
+        k = torch.exp(pp_log_kernel(mu, var, c_mu[inv], c_var[inv]))
+        score = torch.zeros(n, dtype=mu.dtype).index_add_(0, inv, k) / cnt
+        keep = cnt >= min_pixels
+        out["mu"].append(c_mu[keep])
+        out["var"].append(c_var[keep])
+        out["score"].append(score[keep])
+        out["view"].append(torch.full((int(keep.sum()),), v, dtype=torch.long))
+        out["label"].append(uniq[keep])
+        out["size"].append(cnt[keep])
+    if not out["mu"]:
+        E = mus[0].shape[1] if mus else 3
+        z = torch.zeros(0, E)
+        return Nodes(z, z.clone(), torch.zeros(0), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+    return Nodes(**{k: torch.cat(v) for k, v in out.items()})
+
+
+def adaptive_threshold(nodes: Nodes) -> float:
+    """Mean over views of the mean over nodes of max_{other node, same view} K(., .) with mean differences halved."""
+    per_view = []
+    for v in torch.unique(nodes.view):
+        sel = nodes.view == v
+        if int(sel.sum()) < 2:
+            continue
+        mu, var = nodes.mu[sel] * 0.5, nodes.var[sel]  # halving every mean halves every difference
+        k = torch.exp(pairwise_pp_log_kernel(mu, var, mu, var))
+        k.fill_diagonal_(-1.0)
+        per_view.append(float(k.max(1).values.mean()))
+    return float(np.mean(per_view)) if per_view else 0.9
+
+
+def associate(nodes: Nodes, threshold: float | None = None, score_threshold: float = 0.0) -> tuple[torch.Tensor, float]:
+    """Greedy suppression. Returns (prototype node indices [P] in pick order, the T used).
+
+    Cost O(M * P) kernel evaluations (M nodes, P prototypes); memory O(M).
+    """
+    T = adaptive_threshold(nodes) if threshold is None or threshold < 0 else float(threshold)
+    M = len(nodes)
+    if M == 0:
+        return torch.zeros(0, dtype=torch.long), T
+    order = torch.argsort(nodes.score, descending=True, stable=True)
+    alive = torch.ones(M, dtype=torch.bool)
+    logT = np.log(max(T, 1e-12))
+    protos = []
+    for idx in order.tolist():
+        if not alive[idx]:
+            continue
+        if float(nodes.score[idx]) < score_threshold:
+            break  # sorted: every remaining node scores lower
+        protos.append(idx)
+        rest = torch.nonzero(alive).squeeze(1)
+        lk = pp_log_kernel(nodes.mu[rest], nodes.var[rest], nodes.mu[idx][None], nodes.var[idx][None])
+        alive[rest[lk >= logT]] = False
+        alive[idx] = False
+    return torch.tensor(protos, dtype=torch.long), T
+
+
+def assign(mu: torch.Tensor, var: torch.Tensor, proto_mu: torch.Tensor, proto_var: torch.Tensor, chunk: int = 65536):
+    """Argmax-K prototype for each embedding: mu, var [P, E] -> (index [P], K [P]); chunked, O(chunk * #protos) memory."""
+    if proto_mu.shape[0] == 0:
+        return torch.full((mu.shape[0],), -1, dtype=torch.long), torch.zeros(mu.shape[0])
+    idx, val = [], []
+    for i in range(0, mu.shape[0], chunk):
+        lk = pairwise_pp_log_kernel(mu[i : i + chunk], var[i : i + chunk], proto_mu, proto_var)
+        v, j = lk.max(1)
+        idx.append(j)
+        val.append(torch.exp(v))
+    return torch.cat(idx), torch.cat(val)
+
+
+def hdbscan_prototypes(
+    mu: torch.Tensor, var: torch.Tensor, n_samples: int = 20000, min_cluster_size: int = 50, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Contrastive Lift's clustering: HDBSCAN (scikit-learn) on sampled embedding means.
+
+    Returns prototype (mu [P, E], var [P, E]) as the cluster means; noise points are ignored.
+    """
+    from sklearn.cluster import HDBSCAN
+
+    g = torch.Generator().manual_seed(seed)
+    n = mu.shape[0]
+    sel = torch.randperm(n, generator=g)[: min(n, n_samples)]
+    x = mu[sel].double().numpy()
+    if len(x) < max(min_cluster_size, 2):
+        return mu[:0], var[:0]
+    lab = HDBSCAN(min_cluster_size=min_cluster_size, copy=True).fit_predict(x)
+    labs = [c for c in np.unique(lab) if c >= 0]
+    if not labs:
+        return mu[:0], var[:0]
+    lab_t = torch.from_numpy(lab)
+    pm = torch.stack([mu[sel][lab_t == c].mean(0) for c in labs])
+    pv = torch.stack([var[sel][lab_t == c].mean(0) for c in labs])
+    return pm, pv

@@ -1,0 +1,89 @@
+"""MVOA on hand-made embeddings: one prototype per object, adaptive T, labelling, scale."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from pcf_gs.mvoa import adaptive_threshold, assign, associate, build_nodes, hdbscan_prototypes
+
+
+def make_views(n_obj=5, n_views=4, px=40, noise=0.05, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centers = torch.randn(n_obj, 3, generator=g) * 3
+    mus, vars_, labs = [], [], []
+    for v in range(n_views):
+        perm = torch.randperm(n_obj, generator=g) + 100 * v + 1  # per-view 2D ids
+        mu = torch.cat([centers[o] + noise * torch.randn(px, 3, generator=g) for o in range(n_obj)])
+        lab = torch.cat([torch.full((px,), int(perm[o])) for o in range(n_obj)])
+        mus.append(mu)
+        vars_.append(torch.full_like(mu, 0.05))
+        labs.append(lab)
+    return centers, mus, vars_, labs
+
+
+def test_one_prototype_per_object():
+    centers, mus, vars_, labs = make_views()
+    nodes = build_nodes(mus, vars_, labs, min_pixels=10)
+    assert len(nodes) == 5 * 4
+    protos, T = associate(nodes)
+    assert 0 < T < 1
+    assert len(protos) == 5
+    idx, k = assign(torch.cat(mus), torch.cat(vars_), nodes.mu[protos], nodes.var[protos])
+    # every object's pixels get one prototype, different objects different prototypes
+    per_obj = idx.reshape(4, 5, 40)
+    for o in range(5):
+        assert per_obj[:, o].unique().numel() == 1
+    assert per_obj[0, :, 0].unique().numel() == 5
+
+
+def test_min_pixels_and_scores():
+    _, mus, vars_, labs = make_views(n_views=1)
+    labs[0][:35] = 999  # mask of 35 pixels stays; add a 3-pixel mask that must be dropped
+    labs[0][35:38] = 777
+    nodes = build_nodes(mus, vars_, labs, min_pixels=10)
+    assert 777 not in nodes.label.tolist()
+    assert torch.all(nodes.score > 0) and torch.all(nodes.score <= 1)
+
+
+def test_fixed_threshold_and_score_threshold():
+    _, mus, vars_, labs = make_views()
+    nodes = build_nodes(mus, vars_, labs)
+    protos, T = associate(nodes, threshold=0.5)
+    assert T == 0.5 and len(protos) == 5
+    protos, _ = associate(nodes, score_threshold=1.01)
+    assert len(protos) == 0
+
+
+def test_adaptive_threshold_single_node_views():
+    _, mus, vars_, labs = make_views(n_obj=1)
+    nodes = build_nodes(mus, vars_, labs)
+    assert adaptive_threshold(nodes) == 0.9  # no same-view pairs: fallback
+
+
+def test_50k_nodes_in_seconds():
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(100, 3, generator=g) * 5
+    M = 50_000
+    obj = torch.randint(0, 100, (M,), generator=g)
+    from pcf_gs.mvoa import Nodes
+
+    nodes = Nodes(
+        mu=centers[obj] + 0.05 * torch.randn(M, 3, generator=g),
+        var=torch.full((M, 3), 0.05),
+        score=torch.rand(M, generator=g),
+        view=torch.randint(0, 500, (M,), generator=g),
+        label=torch.arange(M),
+        size=torch.full((M,), 50),
+    )
+    t = time.time()
+    protos, T = associate(nodes, threshold=0.5)
+    assert time.time() - t < 20
+    assert 90 <= len(protos) <= 110
+
+
+def test_hdbscan_baseline_finds_clusters():
+    centers, mus, vars_, labs = make_views(px=100)
+    pm, pv = hdbscan_prototypes(torch.cat(mus), torch.cat(vars_), n_samples=2000, min_cluster_size=30)
+    assert pm.shape[0] == 5
