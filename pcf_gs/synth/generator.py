@@ -87,7 +87,7 @@ class SynthOptions:
     split_rate: float = _opt(0.1, "probability an object is split in two in a view")
     class_flip_rate: float = _opt(0.05, "probability a thing gets a wrong class (thing_classes > 1)")
     boundary_anchors: int = _opt(100, "boundary-noise anchors per view (PCF-Lift)")
-    boundary_window: int = _opt(9, "boundary-noise window size W (1 = no boundary noise)")
+    boundary_window: int = _opt(5, "boundary-noise window size W, e.g. 1/9/17 as in PCF-Lift (1 = none)")
     min_split_pixels: int = _opt(16, "only masks with at least this many pixels are split")
     # extras
     depth: bool = _opt(True, "write depth/<i>.png (uint16 millimetres)")
@@ -140,7 +140,7 @@ class SynthOptions:
     @classmethod
     def small(cls, **overrides) -> "SynthOptions":
         """A seconds-fast scene for tests: 8 objects, 12 frames, 64x64."""
-        base = dict(objects=8, frames=12, width=64, height=64, supersample=1, points=500, boundary_anchors=20, boundary_window=5)
+        base = dict(objects=8, frames=12, width=64, height=64, supersample=1, points=500, boundary_anchors=10, boundary_window=5)
         base.update(overrides)
         return cls(**base)
 
