@@ -312,6 +312,7 @@ class Scene:
     objects: list[SceneObject]
     lights: list[Light]
     ambient: np.ndarray  # [3] linear RGB
+    shadows: bool = True  # cast shadows with shadow rays
     prims: Primitives = field(init=False)
 
     def __post_init__(self) -> None:
@@ -371,6 +372,19 @@ def _separated(a: SceneObject, b: SceneObject, tol: float = 1e-9) -> bool:
     return bool(np.any(gap >= -tol))
 
 
+def _bound_radius(o: SceneObject) -> float:
+    return float(np.linalg.norm(raycast.UNIT_HALF_EXTENT[o.shape_id] * o.scale))
+
+
+def _fits(obj: SceneObject, objects: list[SceneObject], centres: np.ndarray, radii: np.ndarray) -> bool:
+    """No overlap with any placed object (bounding spheres first, then separating planes)."""
+    n = len(objects)
+    if n == 0:
+        return True
+    near = np.linalg.norm(centres[:n] - obj.center, axis=1) < radii[:n] + _bound_radius(obj)
+    return all(_separated(objects[k], obj) for k in np.nonzero(near)[0])
+
+
 def _bottom(shape: str, R: np.ndarray, s: np.ndarray) -> float:
     """Height of the centre above the lowest point."""
     return float(raycast.support(SHAPES[shape], R, s, np.array([0.0, 0.0, -1.0])))
@@ -411,6 +425,8 @@ def build_scene(
     size = np.array([2 * (region[0] + ring), 2 * (region[1] + ring), height])
 
     objects: list[SceneObject] = []
+    centres = np.zeros((num_objects, 3))
+    radii = np.zeros(num_objects)
     probs = np.asarray(placement_probs, np.float64)
     probs = probs / probs.sum()
     for i in range(num_objects):
@@ -429,7 +445,7 @@ def build_scene(
                 continue
             R, c, sup = cand
             obj = SceneObject(i + 1, shape, c, R, scale, None, 1, mode, sup)  # type: ignore[arg-type]
-            if all(_separated(o, obj) for o in objects):
+            if _fits(obj, objects, centres, radii):
                 placed = obj
                 break
         if placed is None:  # free spot anywhere in the room's ring (always exists for sane inputs)
@@ -439,12 +455,14 @@ def build_scene(
                 c = np.array([xy[0], xy[1], _bottom(shape, R, scale)])
                 obj = SceneObject(i + 1, shape, c, R, scale * 0.7, None, 1, "floor", 0)  # type: ignore[arg-type]
                 obj.center[2] = _bottom(shape, R, obj.scale)
-                if all(_separated(o, obj) for o in objects):
+                if _fits(obj, objects, centres, radii):
                     placed = obj
                     break
         if placed is None:
             raise RuntimeError(f"could not place object {i + 1} of {num_objects}; use fewer or smaller objects")
         objects.append(placed)
+        centres[i] = placed.center
+        radii[i] = _bound_radius(placed)
 
     # appearance (separate stream so changing materials never moves objects)
     for o in objects:
@@ -479,9 +497,7 @@ def build_scene(
         for lt in lights:
             lt.intensity /= math.sqrt(n_lights)
     ambient = kelvin_to_rgb(float(rng_look.uniform(4500, 8000))) * float(rng_look.uniform(0.18, 0.35))
-    scene = Scene(room, objects, lights, ambient)
-    scene.shadows = shadows  # type: ignore[attr-defined]
-    return scene
+    return Scene(room, objects, lights, ambient, shadows)
 
 
 def _propose(shape, scale, mode, objects, region, height, rng):
@@ -687,7 +703,7 @@ def shade(scene: Scene, hits: raycast.Hits, dirs: np.ndarray) -> np.ndarray:
     p = hits.position
     v = -dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
     color = albedo * scene.ambient
-    shadows = getattr(scene, "shadows", True)
+    shadows = scene.shadows
     for lt in scene.lights:
         if lt.kind == "directional":
             L = np.broadcast_to(-lt.vector / np.linalg.norm(lt.vector), (R, 3))
