@@ -80,6 +80,65 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return run_synth(args)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from pcf_gs.train import TrainingDiverged, run_training
+
+    extra = {}
+    if args.format:
+        extra["data.format"] = args.format
+    if args.downscale:
+        if args.downscale < 1:
+            raise UserError(f"--downscale must be >= 1, got {args.downscale}")
+        extra["data.downscale"] = args.downscale
+    if args.device:
+        extra["device"] = args.device
+    try:
+        res = run_training(Path(args.data), Path(args.out), args.config, args.overrides, resume=args.resume,
+                           progress=not args.quiet, extra=extra)
+    except KeyboardInterrupt:
+        print(f"interrupted: checkpoint saved in {args.out}; continue with --resume", file=sys.stderr)
+        return 130
+    except TrainingDiverged as e:
+        print(f"pcf-gs train: {e}", file=sys.stderr)
+        return 1
+    Console().print(
+        f"[green]trained[/green] {res['steps']} steps in {res['seconds']:.0f} s, {res['num_gaussians']} Gaussians -> {args.out}"
+    )
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from pcf_gs.render_views import render_run
+
+    res = render_run(Path(args.run), Path(args.out), split=args.split, progress=not args.quiet)
+    psnr = f", PSNR {res['psnr']:.2f} dB" if res["psnr"] is not None else ""
+    print(f"rendered {res['frames']} {args.split} views to {args.out}{psnr}")
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from pcf_gs.segment import run_segment
+
+    info = run_segment(Path(args.run), Path(args.out), split=args.split, clustering=args.clustering,
+                       export_ply=args.export_ply, data=Path(args.data) if args.data else None,
+                       overrides=args.overrides, gaussian_labels=args.gaussian_labels, progress=not args.quiet)
+    extra = f", {info['objects_exported']} objects exported" if "objects_exported" in info else ""
+    print(f"segmented {info['frames']} {info['split']} views: {info['prototypes']} objects ({info['clustering']}){extra} -> {args.out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pcf_gs.evaluate import run_eval
+    from pcf_gs.report import print_metrics
+
+    pred = Path(args.pred) if args.pred else Path(args.run) / "segment"
+    res = run_eval(Path(args.run), Path(args.data), pred, split=args.split, progress=not args.quiet)
+    print_metrics(res, pred / "metrics.json")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pcf_gs.demo import run_demo
 
@@ -115,25 +174,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a splat scene with instance embeddings and semantics")
     p.add_argument("data", metavar="DATA", help="scene folder")
-    p.add_argument("--out", required=True, metavar="RUN", help="run directory")
+    p.add_argument("--out", required=True, metavar="RUN", help="run directory (config.yaml, checkpoint.pt, metrics.jsonl)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train (default: cuda if available)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
     _add_data_args(p)
     _add_config_args(p)
-    p.set_defaults(func=_not_yet("train", 4))
+    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("render", help="render a trained run (or a PLY) with the scene's cameras")
-    p.add_argument("run", metavar="RUN")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.set_defaults(func=_not_yet("render", 4))
+    p = sub.add_parser("render", help="render a trained run with the scene's cameras")
+    p.add_argument("run", metavar="RUN", help="run directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (rgb/, alpha/, semantics/, depth/)")
+    p.add_argument("--split", choices=["test", "train", "all"], default="test")
+    p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("segment", help="consistent panoptic masks, per-Gaussian labels, per-object PLY export")
-    p.add_argument("run", metavar="RUN")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.set_defaults(func=_not_yet("segment", 5))
+    p.add_argument("run", metavar="RUN", help="run directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--split", choices=["test", "train", "all"], default="test", help="views to label (default: test)")
+    p.add_argument("--clustering", choices=["mvoa", "hdbscan"], help="instance association (default: mvoa)")
+    p.add_argument("--gaussian-labels", choices=["direct", "vote"], default="direct",
+                   help="per-Gaussian instance: kernel against prototypes, or blending-weight vote over views")
+    p.add_argument("--export-ply", action="store_true", help="write objects/, stuff/, scene_labeled.ply, objects.json")
+    p.add_argument("--data", metavar="DATA", help="scene folder, if it moved since training")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("eval", help="PQ^scene, SQ, RQ, mIoU and PSNR against ground truth")
-    p.add_argument("run", metavar="RUN")
-    p.add_argument("--data", metavar="DATA")
-    p.set_defaults(func=_not_yet("eval", 5))
+    p.add_argument("run", metavar="RUN", help="run directory (for PSNR and the data settings)")
+    p.add_argument("--data", required=True, metavar="DATA", help="scene folder with ground truth")
+    p.add_argument("--pred", metavar="DIR", help="segment output folder (default: RUN/segment)")
+    p.add_argument("--split", choices=["test", "train", "all"], default="test")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="run the pipeline on the demo scene shipped in assets/")
     p.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (default: demo_out)")

@@ -81,7 +81,8 @@ class TrainConfig:
     cross_view_start: int = 20000
     """The cross-view loss (Eq. 5) is on from here to the end."""
     pixels_per_view: int = 1024
-    temperature: float = 0.1
+    temperature: float = 1.0
+    """Softmax temperature of the pixel contrastive loss (Eq. 2; released code: 1)."""
     w_semantic: float = 0.1
     w_contrastive: float = 1.0
     w_concentration: float = 0.1
@@ -101,7 +102,19 @@ class TrainConfig:
     lr_semantic: float = 5e-3
     lr_embedding: float = 5e-3
     densify: bool = True
+    densify_from: int = 500
     densify_until: int = 15000
+    densify_every: int = 100
+    grow_grad2d: float = 0.0002
+    opacity_reset_every: int = 3000
+    max_gaussians: int = 0
+    """Cap on the number of Gaussians (0 = none); growth pauses at the cap."""
+    sh_increase_every: int = 1000
+    """Raise the SH degree in use by one every this many steps (3DGS)."""
+    cross_view_neighbours: int = 4
+    """The second view of a cross-view pair is one of this many nearest cameras."""
+    max_nonfinite_steps: int = 20
+    """Stop after this many consecutive steps with a non-finite loss."""
     checkpoint_every: int = 2000
     log_every: int = 100
 

@@ -25,3 +25,13 @@ def print_scene_summary(summary: dict, console: Console | None = None) -> None:
     n = summary["normalization"]
     t.add_row("normalisation", f"centre {[round(v, 3) for v in n['center']]}, scale {n['scale']:.4g}")
     console.print(t)
+
+
+def print_metrics(res: dict, path=None, console: Console | None = None) -> None:
+    console = console or Console()
+    t = Table(title="evaluation" + (f" ({path})" if path else ""))
+    for k in ("PQ^scene", "SQ", "RQ", "mIoU", "PSNR (dB)"):
+        t.add_column(k, justify="right")
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    t.add_row(fmt(res["pq"]), fmt(res["sq"]), fmt(res["rq"]), fmt(res["miou"]), fmt(res.get("psnr")))
+    console.print(t)

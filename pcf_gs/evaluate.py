@@ -1,0 +1,104 @@
+"""`pcf-gs eval`: PQ^scene, SQ, RQ, mIoU (percent) and test PSNR (dB) of a segmentation.
+
+Protocol (DESIGN.md §6): every test view's predicted and ground-truth label
+maps are resized to 512x512 (nearest), all pixels are concatenated and
+panoptic quality is computed once (:mod:`pcf_gs.metrics`). Class 0 is the
+format's background/void class (Messy Rooms' "background"; the official
+evaluation skips it too): it is left out of PQ and mIoU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pcf_gs.data.imageio import resize_nearest
+from pcf_gs.errors import UserError
+from pcf_gs.io_utils import atomic_dir, write_json_atomic
+from pcf_gs.metrics import mean_iou, panoptic_quality
+
+EVAL_SIZE = 512
+VOID_CLASSES = (0,)
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise UserError("prediction missing", path)
+    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if a is None or a.ndim != 2:
+        raise UserError("not a single-channel label PNG", path)
+    return a.astype(np.int64)
+
+
+def evaluate_predictions(scene, pred_dir: Path, split: str = "test", size: int = EVAL_SIZE) -> dict:
+    """PQ/SQ/RQ/mIoU in percent of ``pred_dir/pred_semantics`` + ``pred_surrogateid`` against the scene's ground truth."""
+    frames = scene.split(split)
+    if not frames:
+        raise UserError(f"the scene has no {split} frames", scene.root)
+    if not all(f.has_ground_truth for f in frames):
+        raise UserError("the scene has no ground truth (semantic/ and instance/)", scene.root)
+    ps, pi, gs, gi = [], [], [], []
+    for f in frames:
+        sem = _read_png16(pred_dir / "pred_semantics" / f"{f.name}.png")
+        ins = _read_png16(pred_dir / "pred_surrogateid" / f"{f.name}.png")
+        ps.append(resize_nearest(sem, size, size).ravel())
+        pi.append(resize_nearest(ins, size, size).ravel())
+        gs.append(resize_nearest(f.gt_semantics, size, size).ravel())
+        gi.append(resize_nearest(f.gt_instances, size, size).ravel())
+    ps, pi, gs, gi = (np.concatenate(a) for a in (ps, pi, gs, gi))
+    things = set(scene.classes.thing_ids) - set(VOID_CLASSES)
+    stuff = set(scene.classes.stuff_ids) - set(VOID_CLASSES)
+    r = panoptic_quality(ps, pi, gs, gi, things, stuff)
+    miou = mean_iou(ps, gs, scene.classes.num_classes, ignore=VOID_CLASSES)
+    return {
+        "pq": 100 * r.pq, "sq": 100 * r.sq, "rq": 100 * r.rq, "miou": 100 * miou,
+        "per_class": {str(k): v for k, v in r.per_class.items()}, "frames": len(frames), "split": split,
+    }
+
+
+def write_raw_predictions(scene, out: Path, split: str = "test") -> None:
+    """The 2D model's own per-view predictions in the segment output layout (baseline (a))."""
+    with atomic_dir(out, overwrite=True) as tmp:
+        (tmp / "pred_semantics").mkdir()
+        (tmp / "pred_surrogateid").mkdir()
+        for f in scene.split(split):
+            cv2.imwrite(str(tmp / "pred_semantics" / f"{f.name}.png"), f.semantics.astype(np.uint16))
+            cv2.imwrite(str(tmp / "pred_surrogateid" / f"{f.name}.png"), f.instances.astype(np.uint16))
+
+
+def test_psnr(run: Path, scene, split: str = "test") -> float | None:
+    """Mean PSNR (dB) of the run's renders of the split's views against the images."""
+    import torch
+
+    from pcf_gs.losses import psnr
+    from pcf_gs.model import render_rgb
+    from pcf_gs.render_views import load_run
+
+    params, spec, rec, cfg = load_run(run)
+    vals = []
+    for f in scene.split(split):
+        vm = torch.linalg.inv(torch.from_numpy(f.c2w.astype(np.float32)))[None]
+        K = torch.from_numpy(f.K.astype(np.float32))[None]
+        with torch.no_grad():
+            rgb = render_rgb(params, vm, K, f.width, f.height, spec.sh_degree, backend=cfg["render"]["backend"],
+                             eps2d=cfg["render"]["eps2d"])[0][0]
+        vals.append(float(psnr(rgb.clamp(0, 1), torch.from_numpy(f.image_float()))))
+    return float(np.mean(vals)) if vals else None
+
+
+def run_eval(run: Path | None, data: Path, pred: Path, split: str = "test", progress: bool = True) -> dict:
+    from pcf_gs.config import DataConfig, config_from_dict
+    from pcf_gs.data import load_scene
+
+    dcfg = DataConfig()
+    if run is not None:
+        from pcf_gs.render_views import load_run
+
+        dcfg = config_from_dict(load_run(run)[3]).data
+    scene = load_scene(data, dcfg, progress=progress)
+    res = evaluate_predictions(scene, Path(pred), split)
+    res["psnr"] = test_psnr(run, scene, split) if run is not None else None
+    write_json_atomic(Path(pred) / "metrics.json", res)
+    return res

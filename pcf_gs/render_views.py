@@ -1,0 +1,76 @@
+"""`pcf-gs render`: render a trained run with its cameras (colour, alpha, semantics, depth)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from pcf_gs.checkpoint import load_checkpoint
+from pcf_gs.errors import UserError
+from pcf_gs.io_utils import atomic_dir, write_json_atomic
+from pcf_gs.model import ModelSpec, render_features, render_rgb
+from pcf_gs.progress import progress_bar
+
+
+def load_run(run: Path, device: torch.device | str = "cpu"):
+    """(params ParameterDict, ModelSpec, scene record, config dict) of a run directory."""
+    ck = load_checkpoint(Path(run))
+    params = torch.nn.ParameterDict(
+        {k: torch.nn.Parameter(v.to(device), requires_grad=False) for k, v in ck["params"].items()}
+    )
+    return params, ModelSpec(**ck["spec"]), ck["scene"], ck["config"]
+
+
+def split_ids(rec: dict, split: str) -> list[int]:
+    if split == "train":
+        return list(rec["train_ids"])
+    if split == "test":
+        return list(rec["test_ids"])
+    if split == "all":
+        return list(range(len(rec["frames"])))
+    raise UserError(f"unknown split {split!r} (train|test|all)")
+
+
+@torch.no_grad()
+def render_run(run: Path, out: Path, split: str = "test", overwrite: bool = True, progress: bool = True, backend: str = "auto") -> dict:
+    """Write OUT/rgb/<frame>.png, alpha/<frame>.png, semantics/<frame>.png (16-bit class ids),
+    depth/<frame>.png (16-bit, millimetres in the original world units) and
+    OUT/metrics.json (PSNR against the frames' images when the data folder is still there)."""
+    params, spec, rec, cfg = load_run(run)
+    ids = split_ids(rec, split)
+    if not ids:
+        raise UserError(f"the run's scene has no {split} frames", run)
+    W, H = rec["width"], rec["height"]
+    scale = rec["normalization"]["scale"]
+    root = Path(rec["root"])
+    eps2d = cfg["render"]["eps2d"]
+    psnrs = {}
+    with atomic_dir(out, overwrite=overwrite) as tmp, progress_bar("render", len(ids), enabled=progress) as advance:
+        for d in ("rgb", "alpha", "semantics", "depth"):
+            (tmp / d).mkdir()
+        for i in ids:
+            name = rec["frames"][i]
+            vm = torch.linalg.inv(rec["c2w"][i])[None]
+            K = rec["K"][i][None]
+            rgb, alpha, depth, _ = render_rgb(params, vm, K, W, H, spec.sh_degree, backend=backend, with_depth=True, eps2d=eps2d)
+            feats = render_features(params, spec, vm, K, W, H, backend=backend, slow=False, eps2d=eps2d)
+            img = (rgb[0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
+            cv2.imwrite(str(tmp / "rgb" / f"{name}.png"), img[:, :, ::-1])
+            cv2.imwrite(str(tmp / "alpha" / f"{name}.png"), (alpha[0, :, :, 0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
+            cv2.imwrite(str(tmp / "semantics" / f"{name}.png"), feats["semantics"][0].argmax(-1).numpy().astype(np.uint16))
+            dmm = np.clip(depth[0, :, :, 0].numpy() / scale * 1000.0, 0, 65535).astype(np.uint16)
+            cv2.imwrite(str(tmp / "depth" / f"{name}.png"), dmm)
+            src = root / "color" / f"{name}.png"
+            if src.is_file():
+                gt = cv2.imread(str(src))
+                if gt is not None:
+                    gt = cv2.resize(gt[:, :, ::-1], (W, H), interpolation=cv2.INTER_AREA).astype(np.float64) / 255
+                    mse = np.mean((img.astype(np.float64) / 255 - gt) ** 2)
+                    psnrs[name] = float(-10 * np.log10(max(mse, 1e-12)))
+            advance()
+        summary = {"split": split, "frames": len(ids), "psnr": float(np.mean(list(psnrs.values()))) if psnrs else None, "psnr_per_frame": psnrs}
+        write_json_atomic(tmp / "metrics.json", summary)
+    return summary
