@@ -285,14 +285,14 @@ class Trainer:
         terms = self.compute_losses(step)
         total = terms["total"]
         if not torch.isfinite(total):
-            return {"nonfinite": 1.0, **{k: float(v) for k, v in terms.items()}}
+            return {"nonfinite": 1.0, **{k: float(v.detach()) for k, v in terms.items()}}
         total.backward()
         self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, self._meta, packed=False)
         for o in self.optimizers.values():
             o.step()
         if step >= self.cfg.train.warmup_iterations:
             ema_update_slow(self.params, self.cfg.train.ema_momentum)
-        return {k: float(v) for k, v in terms.items()}
+        return {k: float(v.detach()) for k, v in terms.items()}
 
     @torch.no_grad()
     def eval_psnr(self) -> float:

@@ -65,13 +65,28 @@ def test_existing_run_needs_resume(tiny_mr, tmp_path, capsys):
     assert (run / "checkpoint.pt").read_bytes() == before
 
 
-def test_resume_is_bit_for_bit(tiny_mr, tmp_path):
+def _interrupt_at(monkeypatch, at_step):
+    from pcf_gs import train as train_mod
+
+    orig = train_mod.Trainer.train_step
+
+    def step(self, s):
+        if s == at_step:
+            os.kill(os.getpid(), signal.SIGINT)
+        return orig(self, s)
+
+    monkeypatch.setattr(train_mod.Trainer, "train_step", step)
+
+
+def test_resume_is_bit_for_bit(tiny_mr, tmp_path, monkeypatch):
     root, _ = tiny_mr
     a, b = tmp_path / "a", tmp_path / "b"
     assert train(root, a) == 0
-    assert train(root, b, "--set", "train.iterations=12") == 0
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 11)  # Ctrl-C during step 11: it finishes, saves at 12, exits
+        assert train(root, b) == 130
     assert load_checkpoint(b)["step"] == 12
-    assert main(["-q", "train", str(root), "--out", str(b), "--resume", "--set", "train.iterations=24"]) == 0
+    assert main(["-q", "train", str(root), "--out", str(b), "--resume"]) == 0
     pa, pb = load_checkpoint(a)["params"], load_checkpoint(b)["params"]
     assert pa.keys() == pb.keys()
     for k in pa:
@@ -83,16 +98,7 @@ def test_resume_is_bit_for_bit(tiny_mr, tmp_path):
 
 
 def test_ctrl_c_saves_and_exits_cleanly(tiny_mr, tmp_path, monkeypatch):
-    from pcf_gs import train as train_mod
-
-    orig = train_mod.Trainer.train_step
-
-    def step(self, s):
-        if s == 5:
-            os.kill(os.getpid(), signal.SIGINT)
-        return orig(self, s)
-
-    monkeypatch.setattr(train_mod.Trainer, "train_step", step)
+    _interrupt_at(monkeypatch, 5)
     root, _ = tiny_mr
     run = tmp_path / "run"
     assert train(root, run) == 130
