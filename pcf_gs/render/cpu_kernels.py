@@ -1,0 +1,544 @@
+"""Numba kernels of the CPU rasterizer: tile binning, forward and backward compositing.
+
+All kernels follow gsplat's CUDA rules (``RasterizeToPixels3DGSFwd.cu`` /
+``...Bwd.cu``); every deliberate difference is listed in ``docs/rendering.md``.
+
+Notation (flattened over images, ``I`` images of ``N`` Gaussians each, ``G = I*N``):
+
+- ``means2d [G,2]`` pixel coordinates of the projected centres,
+- ``conics [G,3]`` = (a, b, c), the upper triangle of the inverse blurred 2D
+  covariance, so that for a pixel centre p and d = mean - p
+  ``sigma = 0.5 (a dx^2 + c dy^2) + b dx dy``,
+- ``opac [G]`` opacities in [0, 1], ``colors [G,D]`` the features to composite.
+
+Per pixel, Gaussians of the pixel's tile are visited front to back:
+
+    alpha = min(0.999, o exp(-sigma));  skip if sigma < 0 or alpha < 1/255
+    next_T = T (1 - alpha);             stop (without compositing) if next_T <= 1e-4
+    out += alpha T c;  T = next_T
+    out += T_final * background
+
+Tiles are 16x16 pixels, pixel centres at (x + 0.5, y + 0.5). Each tile owns a
+contiguous, depth-ordered slice of the intersection list (``tile_offsets``,
+``flat_ids``), built by a stable counting sort over (image, tile) of Gaussians
+already radix-sorted by depth.
+
+The backward pass walks each pixel's list back to front, recovering the
+transmittance before Gaussian k as T_k = T_{k+1} / (1 - alpha_k) like gsplat,
+and writes its gradient into one slot per intersection entry (no atomics, every
+entry belongs to exactly one tile, i.e. one parallel task); ``reduce_entries``
+then sums the slots per Gaussian through a per-Gaussian CSR list of entries.
+
+Dtype: kernels are generic over float32/float64 (numba compiles one version per
+dtype; constants are cast with ``arr.dtype.type`` so float32 stays float32).
+``precise=False`` uses a vectorisable polynomial exp (relative error < 3e-7,
+float32 rounding level); ``precise=True`` uses ``math.exp`` (float64 gradchecks).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+TILE = 16
+TILE_PIX = TILE * TILE
+ALPHA_THRESHOLD = 1.0 / 255.0
+ALPHA_MAX = 0.999
+T_STOP = 1e-4
+
+# fastmath without 'nnan'/'ninf' reasoning changes: we compare against thresholds
+# and want those comparisons kept literally; contraction/reassociation are fine.
+_FM = {"contract", "arcp", "reassoc", "afn"}
+
+
+# constants of the fast exp, cast to the working dtype at the call site
+_EXP_C = np.array([
+    1.0, 11.0, 1.4426950408889634, 0.5, 0.693145751953125, 1.4286068203094173e-06,
+    -1.0 / 5040.0, 1.0 / 720.0, -1.0 / 120.0, 1.0 / 24.0, -1.0 / 6.0, 0.5, -1.0, 1.0,
+    0.5, 0.25, 0.0625, 0.00390625, 1.52587890625e-05,
+])
+
+
+@njit(inline="always", fastmath=_FM)
+def _exp_neg(s, ec, precise):
+    """exp(-s) for s >= 0; ``ec`` is ``_EXP_C`` in the working dtype.
+
+    Fast path: s is clamped to 11 (exp(-11) = 1.7e-5 < 1/255, so an alpha from a
+    clamped sigma is skipped anyway for opacities <= 1), split as
+    s = n ln2 + r with |r| <= ln2/2 (Cody-Waite two-part ln2), exp(-r) by a
+    degree-7 Taylor polynomial (truncation < 6e-9) and 2^-n from the bits of n
+    by multiplies (no bit casts, so LLVM can vectorise it).
+    """
+    if precise:
+        return math.exp(-s)
+    ss = min(s, ec[1])
+    nf = np.floor(ss * ec[2] + ec[3])
+    n = np.int32(nf)
+    r = ss - nf * ec[4] - nf * ec[5]
+    p = ec[6]
+    p = p * r + ec[7]
+    p = p * r + ec[8]
+    p = p * r + ec[9]
+    p = p * r + ec[10]
+    p = p * r + ec[11]
+    p = p * r + ec[12]
+    p = p * r + ec[13]
+    if n & 1:
+        p = p * ec[14]
+    if n & 2:
+        p = p * ec[15]
+    if n & 4:
+        p = p * ec[16]
+    if n & 8:
+        p = p * ec[17]
+    if n & 16:
+        p = p * ec[18]
+    return p
+
+
+@njit(cache=True)
+def _radix_argsort_u32(keys):
+    """Stable argsort of uint32 keys (LSD radix, two 16-bit passes)."""
+    n = keys.shape[0]
+    idx = np.arange(n).astype(np.int64)
+    tmp = np.empty(n, np.int64)
+    for shift in (0, 16):
+        cnt = np.zeros(65537, np.int64)
+        for k in range(n):
+            cnt[((keys[idx[k]] >> shift) & 0xFFFF) + 1] += 1
+        for b in range(65536):
+            cnt[b + 1] += cnt[b]
+        for k in range(n):
+            d = (keys[idx[k]] >> shift) & 0xFFFF
+            tmp[cnt[d]] = idx[k]
+            cnt[d] += 1
+        idx, tmp = tmp, idx
+    return idx
+
+
+@njit(cache=True, parallel=True)
+def bin_tiles(means2d, conics, opac, radii, keys, tiles_x, tiles_y):
+    """Intersect Gaussians with 16x16 tiles and sort each tile's list by depth.
+
+    Args:
+        means2d [I,N,2], conics [I,N,3], opac [I,N]: projected Gaussians.
+        radii [I,N,2] int32: gsplat's pixel radii; a Gaussian takes part iff both > 0.
+        keys [I,N] uint32: order-preserving bits of the float32 depths.
+        tiles_x, tiles_y: tile grid size.
+
+    Tile range: gsplat's rectangle ``floor((m - r)/16) .. ceil((m + r)/16)``, then
+    tiles that the alpha >= 1/255 ellipse cannot reach are dropped (exact
+    ellipse-vs-rectangle test; no pixel of a dropped tile could composite it).
+
+    Returns:
+        tile_offsets [I*T+1] int64: entries of tile (i, t) are
+            flat_ids[tile_offsets[i*T+t] : tile_offsets[i*T+t+1]], front to back.
+        flat_ids [M] int32: flattened Gaussian index i*N + g.
+        gauss_offsets [I*N+1] int64, gauss_entries [M] int64: per-Gaussian CSR
+            of its entry positions (for the gradient reduction).
+    """
+    I = radii.shape[0]
+    N = radii.shape[1]
+    T = tiles_x * tiles_y
+    G = I * N
+    rect = np.zeros((G, 4), np.int32)
+    ntiles = np.zeros(G, np.int64)
+    # pass 1: tile rectangles and exact counts (parallel over Gaussians)
+    for ig in prange(G):
+        i = ig // N
+        g = ig - i * N
+        rx = radii[i, g, 0]
+        ry = radii[i, g, 1]
+        if rx <= 0 or ry <= 0:
+            continue
+        mx = np.float64(means2d[i, g, 0])
+        my = np.float64(means2d[i, g, 1])
+        x0 = min(max(int(math.floor((mx - rx) / TILE)), 0), tiles_x)
+        x1 = min(max(int(math.ceil((mx + rx) / TILE)), 0), tiles_x)
+        y0 = min(max(int(math.floor((my - ry) / TILE)), 0), tiles_y)
+        y1 = min(max(int(math.ceil((my + ry) / TILE)), 0), tiles_y)
+        rect[ig, 0] = x0
+        rect[ig, 1] = x1
+        rect[ig, 2] = y0
+        rect[ig, 3] = y1
+        cnt = 0
+        for ty in range(y0, y1):
+            for tx in range(x0, x1):
+                if _tile_hit(means2d[i, g, 0], means2d[i, g, 1], conics[i, g, 0], conics[i, g, 1],
+                             conics[i, g, 2], opac[i, g], tx, ty):
+                    cnt += 1
+        ntiles[ig] = cnt
+    gauss_offsets = np.zeros(G + 1, np.int64)
+    for ig in range(G):
+        gauss_offsets[ig + 1] = gauss_offsets[ig] + ntiles[ig]
+    M = gauss_offsets[G]
+    # per-tile counts -> offsets
+    tile_cnt = np.zeros(I * T + 1, np.int64)
+    for ig in range(G):
+        if ntiles[ig] == 0:
+            continue
+        i = ig // N
+        g = ig - i * N
+        for ty in range(rect[ig, 2], rect[ig, 3]):
+            for tx in range(rect[ig, 0], rect[ig, 1]):
+                if _tile_hit(means2d[i, g, 0], means2d[i, g, 1], conics[i, g, 0], conics[i, g, 1],
+                             conics[i, g, 2], opac[i, g], tx, ty):
+                    tile_cnt[i * T + ty * tiles_x + tx + 1] += 1
+    for k in range(I * T):
+        tile_cnt[k + 1] += tile_cnt[k]
+    tile_offsets = tile_cnt
+    flat_ids = np.empty(M, np.int32)
+    gauss_entries = np.empty(M, np.int64)
+    # pass 2: fill in depth order, per image in parallel (stable => depth-ordered tiles)
+    for i in prange(I):
+        nv = 0
+        for g in range(N):
+            if ntiles[i * N + g] > 0:
+                nv += 1
+        vidx = np.empty(nv, np.int64)
+        vkey = np.empty(nv, np.uint32)
+        k = 0
+        for g in range(N):
+            if ntiles[i * N + g] > 0:
+                vidx[k] = g
+                vkey[k] = keys[i, g]
+                k += 1
+        order = _radix_argsort_u32(vkey)
+        cursor = tile_offsets[i * T:(i + 1) * T].copy()
+        for k in range(nv):
+            g = vidx[order[k]]
+            ig = i * N + g
+            w = gauss_offsets[ig]
+            for ty in range(rect[ig, 2], rect[ig, 3]):
+                for tx in range(rect[ig, 0], rect[ig, 1]):
+                    if _tile_hit(means2d[i, g, 0], means2d[i, g, 1], conics[i, g, 0], conics[i, g, 1],
+                                 conics[i, g, 2], opac[i, g], tx, ty):
+                        t = ty * tiles_x + tx
+                        pos = cursor[t]
+                        cursor[t] = pos + 1
+                        flat_ids[pos] = ig
+                        gauss_entries[w] = pos
+                        w += 1
+    return tile_offsets, flat_ids, gauss_offsets, gauss_entries
+
+
+@njit(inline="always")
+def _tile_hit(mx, my, a, b, c, o, tx, ty):
+    """Can the ellipse {sigma <= ln(255 o)} reach a pixel centre of tile (tx, ty)?
+
+    Exact test in float64 with a 1 px safety margin: minimise the quadratic form
+    over the tile's pixel-centre rectangle (grown by 1 px). The minimum of a
+    convex quadratic over a box is at the centre if inside, else on an edge,
+    where it is a 1D clamped minimisation.
+    """
+    a = np.float64(a)
+    b = np.float64(b)
+    c = np.float64(c)
+    lvl = math.log(np.float64(o) * 255.0)  # alpha >= 1/255  <=>  sigma <= lvl
+    if lvl < 0.0:
+        return False
+    x0 = tx * TILE + 0.5 - 1.0 - np.float64(mx)
+    x1 = tx * TILE + TILE - 0.5 + 1.0 - np.float64(mx)
+    y0 = ty * TILE + 0.5 - 1.0 - np.float64(my)
+    y1 = ty * TILE + TILE - 0.5 + 1.0 - np.float64(my)
+    if x0 <= 0.0 <= x1 and y0 <= 0.0 <= y1:
+        return True
+    best = 1e300
+    # edges x = x0, x1: minimise over y of 0.5(a x^2 + c y^2) + b x y -> y* = -b x / c
+    for xe in (x0, x1):
+        ys = -b * xe / c
+        ys = min(max(ys, y0), y1)
+        q = 0.5 * (a * xe * xe + c * ys * ys) + b * xe * ys
+        best = min(best, q)
+    for ye in (y0, y1):
+        xs = -b * ye / a
+        xs = min(max(xs, x0), x1)
+        q = 0.5 * (a * xs * xs + c * ye * ye) + b * xs * ye
+        best = min(best, q)
+    return best <= lvl
+
+
+@njit(inline="always", fastmath=_FM)
+def _pixel_box(mx, my, a, b, c, o, x0, y0, pw, ph):
+    """Pixel rows/cols [c0, c1) x [r0, r1) of the tile (local coordinates) where the
+    Gaussian can reach alpha >= 1/255, with a 1 px margin.
+
+    sigma <= L  implies  |dx| <= sqrt(2 L cov_xx), cov = inverse(conic).
+    """
+    af = np.float64(a)
+    bf = np.float64(b)
+    cf = np.float64(c)
+    det = af * cf - bf * bf
+    lvl = math.log(max(np.float64(o) * 255.0, 1.0))
+    hx = math.sqrt(2.0 * lvl * cf / det) + 1.0
+    hy = math.sqrt(2.0 * lvl * af / det) + 1.0
+    lx = np.float64(mx) - 0.5 - x0
+    ly = np.float64(my) - 0.5 - y0
+    c0 = max(int(math.ceil(lx - hx)), 0)
+    c1 = min(int(math.floor(lx + hx)) + 1, pw)
+    r0 = max(int(math.ceil(ly - hy)), 0)
+    r1 = min(int(math.floor(ly + hy)) + 1, ph)
+    return c0, c1, r0, r1
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def composite_fwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids,
+                  n_images, width, height, tiles_x, tiles_y, ec, precise):
+    """Forward compositing.
+
+    Args:
+        means2d [G,2], conics [G,3], opac [G], colors [G,D]: flattened over images.
+        backgrounds [I,D] (ignored unless has_bg).
+        tile_offsets, flat_ids: from ``bin_tiles``.
+        precise: use math.exp (float64 checks) instead of the polynomial exp.
+
+    Returns:
+        out [I,H,W,D] composited features (+ T_final * background),
+        t_final [I,H,W] transmittance after the last composited Gaussian (alpha = 1 - T),
+        last [I,H,W] int32 entry index (into flat_ids) of the last composited
+            Gaussian, -1 if none.
+    """
+    D = colors.shape[1]
+    dt = colors.dtype.type
+    one = dt(1.0)
+    half = dt(0.5)
+    athr = dt(ALPHA_THRESHOLD)
+    amax = dt(ALPHA_MAX)
+    tstop = dt(T_STOP)
+    T = tiles_x * tiles_y
+    out = np.zeros((n_images, height, width, D), colors.dtype)
+    t_final = np.ones((n_images, height, width), colors.dtype)
+    last = np.full((n_images, height, width), -1, np.int32)
+    for job in prange(n_images * T):
+        i = job // T
+        t = job - i * T
+        ty = t // tiles_x
+        tx = t - ty * tiles_x
+        x0 = tx * TILE
+        y0 = ty * TILE
+        pw = min(TILE, width - x0)
+        ph = min(TILE, height - y0)
+        start = tile_offsets[job]
+        end = tile_offsets[job + 1]
+        trans = np.ones(TILE_PIX, colors.dtype)
+        alive = np.zeros(TILE_PIX, np.bool_)
+        lastk = np.full(TILE_PIX, -1, np.int32)
+        acc = np.zeros((TILE_PIX, D), colors.dtype)
+        for r in range(ph):
+            for cc in range(pw):
+                alive[r * TILE + cc] = True
+        n_alive = pw * ph
+        pxs = np.empty(TILE, colors.dtype)
+        pys = np.empty(TILE, colors.dtype)
+        for k in range(TILE):
+            pxs[k] = dt(x0 + k) + half
+            pys[k] = dt(y0 + k) + half
+        for e in range(start, end):
+            if n_alive == 0:
+                break
+            gid = flat_ids[e]
+            mx = means2d[gid, 0]
+            my = means2d[gid, 1]
+            a = conics[gid, 0]
+            b = conics[gid, 1]
+            c = conics[gid, 2]
+            o = opac[gid]
+            c0, c1, r0, r1 = _pixel_box(mx, my, a, b, c, o, x0, y0, pw, ph)
+            for r in range(r0, r1):
+                dy = my - pys[r]
+                for cc in range(c0, c1):
+                    p = r * TILE + cc
+                    if not alive[p]:
+                        continue
+                    dx = mx - pxs[cc]
+                    sigma = half * (a * dx * dx + c * dy * dy) + b * dx * dy
+                    if sigma < 0:
+                        continue
+                    alpha = min(amax, o * _exp_neg(sigma, ec, precise))
+                    if alpha < athr:
+                        continue
+                    tp = trans[p]
+                    next_t = tp * (one - alpha)
+                    if next_t <= tstop:
+                        alive[p] = False
+                        n_alive -= 1
+                        continue
+                    w = alpha * tp
+                    for d in range(D):
+                        acc[p, d] += w * colors[gid, d]
+                    trans[p] = next_t
+                    lastk[p] = e
+        for r in range(ph):
+            for cc in range(pw):
+                p = r * TILE + cc
+                tp = trans[p]
+                t_final[i, y0 + r, x0 + cc] = tp
+                last[i, y0 + r, x0 + cc] = lastk[p]
+                if has_bg:
+                    for d in range(D):
+                        out[i, y0 + r, x0 + cc, d] = acc[p, d] + tp * backgrounds[i, d]
+                else:
+                    for d in range(D):
+                        out[i, y0 + r, x0 + cc, d] = acc[p, d]
+    return out, t_final, last
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids,
+                  n_images, width, height, tiles_x, tiles_y, t_final, last, v_out, v_alpha_out,
+                  ec, precise):
+    """Backward compositing: gradient slots per intersection entry.
+
+    Args: as ``composite_fwd`` plus its outputs ``t_final``, ``last`` and the
+    output gradients ``v_out [I,H,W,D]``, ``v_alpha_out [I,H,W]``.
+
+    Per pixel, going back to front from its last composited entry
+    (gsplat's ``rasterize_to_pixels_3dgs_bwd_kernel``):
+
+        T_k = T_{k+1} / (1 - alpha_k);  w = alpha_k T_k
+        dL/dc_k      += w v
+        dL/dalpha_k   = T_k (c_k . v) - S / (1 - alpha_k)
+                        + T_final / (1 - alpha_k) (v_alpha - bg . v)
+        S            += w (c_k . v)          (S = sum over Gaussians behind of w c . v)
+        unless alpha was clamped at 0.999:
+        dL/dsigma = -o exp(-sigma) dL/dalpha, dL/do = exp(-sigma) dL/dalpha,
+        sigma = 0.5 (a dx^2 + c dy^2) + b dx dy with d = mean - pixel.
+
+    Returns slots: v_xy [M,2], v_conic [M,3], v_opac [M], v_col [M,D].
+    """
+    D = colors.shape[1]
+    M = flat_ids.shape[0]
+    dt = colors.dtype.type
+    one = dt(1.0)
+    half = dt(0.5)
+    athr = dt(ALPHA_THRESHOLD)
+    amax = dt(ALPHA_MAX)
+    zero = dt(0.0)
+    T = tiles_x * tiles_y
+    s_xy = np.zeros((M, 2), colors.dtype)
+    s_conic = np.zeros((M, 3), colors.dtype)
+    s_opac = np.zeros(M, colors.dtype)
+    s_col = np.zeros((M, D), colors.dtype)
+    for job in prange(n_images * T):
+        i = job // T
+        t = job - i * T
+        ty = t // tiles_x
+        tx = t - ty * tiles_x
+        x0 = tx * TILE
+        y0 = ty * TILE
+        pw = min(TILE, width - x0)
+        ph = min(TILE, height - y0)
+        start = tile_offsets[job]
+        end = tile_offsets[job + 1]
+        if end == start:
+            continue
+        trans = np.ones(TILE_PIX, colors.dtype)
+        tfin = np.ones(TILE_PIX, colors.dtype)
+        lastk = np.full(TILE_PIX, -1, np.int64)
+        vo = np.zeros((TILE_PIX, D), colors.dtype)
+        va = np.zeros(TILE_PIX, colors.dtype)  # v_alpha_out - bg . v
+        sbuf = np.zeros(TILE_PIX, colors.dtype)
+        kmax = -1
+        for r in range(ph):
+            for cc in range(pw):
+                p = r * TILE + cc
+                yy = y0 + r
+                xx = x0 + cc
+                trans[p] = t_final[i, yy, xx]
+                tfin[p] = t_final[i, yy, xx]
+                lk = last[i, yy, xx]
+                lastk[p] = lk
+                kmax = max(kmax, lk)
+                bgv = zero
+                for d in range(D):
+                    vo[p, d] = v_out[i, yy, xx, d]
+                    if has_bg:
+                        bgv += backgrounds[i, d] * v_out[i, yy, xx, d]
+                va[p] = v_alpha_out[i, yy, xx] - bgv
+        pxs = np.empty(TILE, colors.dtype)
+        pys = np.empty(TILE, colors.dtype)
+        for k in range(TILE):
+            pxs[k] = dt(x0 + k) + half
+            pys[k] = dt(y0 + k) + half
+        for e in range(kmax, start - 1, -1):
+            gid = flat_ids[e]
+            mx = means2d[gid, 0]
+            my = means2d[gid, 1]
+            a = conics[gid, 0]
+            b = conics[gid, 1]
+            c = conics[gid, 2]
+            o = opac[gid]
+            c0, c1, r0, r1 = _pixel_box(mx, my, a, b, c, o, x0, y0, pw, ph)
+            gx = zero
+            gy = zero
+            ga = zero
+            gb = zero
+            gc = zero
+            go = zero
+            for r in range(r0, r1):
+                dy = my - pys[r]
+                for cc in range(c0, c1):
+                    p = r * TILE + cc
+                    if e > lastk[p]:
+                        continue
+                    dx = mx - pxs[cc]
+                    sigma = half * (a * dx * dx + c * dy * dy) + b * dx * dy
+                    if sigma < 0:
+                        continue
+                    vis = _exp_neg(sigma, ec, precise)
+                    alpha = min(amax, o * vis)
+                    if alpha < athr:
+                        continue
+                    ra = one / (one - alpha)
+                    tp = trans[p] * ra
+                    trans[p] = tp
+                    w = alpha * tp
+                    cv = zero
+                    for d in range(D):
+                        cv += colors[gid, d] * vo[p, d]
+                        s_col[e, d] += w * vo[p, d]
+                    v_alpha = cv * tp - sbuf[p] * ra + tfin[p] * ra * va[p]
+                    sbuf[p] += w * cv
+                    if o * vis <= amax:
+                        v_sigma = -o * vis * v_alpha
+                        ga += half * v_sigma * dx * dx
+                        gb += v_sigma * dx * dy
+                        gc += half * v_sigma * dy * dy
+                        gx += v_sigma * (a * dx + b * dy)
+                        gy += v_sigma * (b * dx + c * dy)
+                        go += vis * v_alpha
+            s_xy[e, 0] = gx
+            s_xy[e, 1] = gy
+            s_conic[e, 0] = ga
+            s_conic[e, 1] = gb
+            s_conic[e, 2] = gc
+            s_opac[e] = go
+    return s_xy, s_conic, s_opac, s_col
+
+
+@njit(cache=True, parallel=True)
+def reduce_entries(s_xy, s_conic, s_opac, s_col, gauss_offsets, gauss_entries):
+    """Sum per-entry gradient slots per Gaussian (parallel over Gaussians, no atomics).
+
+    Returns v_means2d [G,2], v_conics [G,3], v_opac [G], v_colors [G,D].
+    """
+    G = gauss_offsets.shape[0] - 1
+    D = s_col.shape[1]
+    v_xy = np.zeros((G, 2), s_xy.dtype)
+    v_conic = np.zeros((G, 3), s_xy.dtype)
+    v_opac = np.zeros(G, s_xy.dtype)
+    v_col = np.zeros((G, D), s_xy.dtype)
+    for g in prange(G):
+        for k in range(gauss_offsets[g], gauss_offsets[g + 1]):
+            e = gauss_entries[k]
+            v_xy[g, 0] += s_xy[e, 0]
+            v_xy[g, 1] += s_xy[e, 1]
+            v_conic[g, 0] += s_conic[e, 0]
+            v_conic[g, 1] += s_conic[e, 1]
+            v_conic[g, 2] += s_conic[e, 2]
+            v_opac[g] += s_opac[e]
+            for d in range(D):
+                v_col[g, d] += s_col[e, d]
+    return v_xy, v_conic, v_opac, v_col

@@ -1,0 +1,248 @@
+"""``rasterize``: one entry point, gsplat on CUDA, numba kernels on CPU.
+
+The CPU path = torch EWA projection (``projection.py``, autograd) + tile binning and
+compositing kernels (``cpu_kernels.py``) wrapped in ``_Composite``, a
+``torch.autograd.Function`` whose backward is the numba backward kernel.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pcf_gs.render.projection import project_gaussians
+
+TILE = 16
+_MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+class _Composite(torch.autograd.Function):
+    """Alpha compositing of projected Gaussians (numba forward and backward).
+
+    Inputs (per image i of I, N Gaussians): means2d [I,N,2], conics [I,N,3],
+    opacities [I,N], colors [I,N,D], backgrounds [I,D] or None, plus the
+    non-differentiable radii [I,N,2] int32 and depths [I,N].
+    Outputs: colors [I,H,W,D], alphas [I,H,W,1].
+    """
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, colors, backgrounds, radii, depths, width, height):
+        from pcf_gs.render import cpu_kernels as K
+
+        I, N = opacities.shape
+        D = colors.shape[-1]
+        dtype = colors.dtype
+        precise = dtype == torch.float64
+        tiles_x = (width + TILE - 1) // TILE
+        tiles_y = (height + TILE - 1) // TILE
+        m2 = _np(means2d.to(dtype))
+        cn = _np(conics.to(dtype))
+        op = _np(opacities.to(dtype))
+        col = _np(colors).reshape(I * N, D)
+        # depth sort keys: order-preserving uint32 of float32 depths (gsplat sorts float32 bits)
+        dk = _np(depths.float()).view(np.uint32)
+        keys = np.where(dk >> 31 == 1, ~dk, dk | np.uint32(0x80000000)).astype(np.uint32)
+        tile_off, flat_ids, g_off, g_ent = K.bin_tiles(m2, cn, op, _np(radii).astype(np.int32), keys, tiles_x, tiles_y)
+        has_bg = backgrounds is not None
+        bg = _np(backgrounds.to(dtype)) if has_bg else np.zeros((I, D), col.dtype)
+        ec = K._EXP_C.astype(col.dtype)
+        m2f, cnf, opf = m2.reshape(I * N, 2), cn.reshape(I * N, 3), op.reshape(I * N)
+        out, t_final, last = K.composite_fwd(
+            m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, I, width, height, tiles_x, tiles_y, ec, precise
+        )
+        ctx.state = (m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, g_off, g_ent, t_final, last, ec, precise)
+        ctx.dims = (I, N, D, width, height, tiles_x, tiles_y)
+        ctx.bg_shape = None if backgrounds is None else backgrounds.shape
+        ctx.n_isects = int(flat_ids.shape[0])
+        alphas = 1.0 - torch.from_numpy(t_final)
+        return torch.from_numpy(out), alphas[..., None]
+
+    @staticmethod
+    def backward(ctx, v_out, v_alpha):
+        from pcf_gs.render import cpu_kernels as K
+
+        (m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, g_off, g_ent, t_final, last, ec, precise) = ctx.state
+        I, N, D, width, height, tiles_x, tiles_y = ctx.dims
+        dt = col.dtype
+        vo = np.ascontiguousarray(v_out.detach().numpy(), dtype=dt) if v_out is not None else np.zeros((I, height, width, D), dt)
+        va = (
+            np.ascontiguousarray(v_alpha.detach().numpy()[..., 0], dtype=dt)
+            if v_alpha is not None
+            else np.zeros((I, height, width), dt)
+        )
+        s_xy, s_conic, s_opac, s_col = K.composite_bwd(
+            m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, I, width, height, tiles_x, tiles_y,
+            t_final, last, vo, va, ec, precise,
+        )
+        g_xy, g_conic, g_opac, g_col = K.reduce_entries(s_xy, s_conic, s_opac, s_col, g_off, g_ent)
+        v_bg = None
+        if has_bg and ctx.needs_input_grad[4]:
+            v_bg = torch.from_numpy((t_final[..., None] * vo).sum(axis=(1, 2)))
+        return (
+            torch.from_numpy(g_xy).reshape(I, N, 2),
+            torch.from_numpy(g_conic).reshape(I, N, 3),
+            torch.from_numpy(g_opac).reshape(I, N),
+            torch.from_numpy(g_col).reshape(I, N, D),
+            v_bg,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def composite(means2d, conics, opacities, colors, backgrounds, radii, depths, width, height):
+    """Differentiable CPU compositing (see ``_Composite``); all tensors per image [I, ...]."""
+    return _Composite.apply(means2d, conics, opacities, colors, backgrounds, radii, depths, width, height)
+
+
+def _use_gsplat(backend: str, means: Tensor) -> bool:
+    if backend == "gsplat":
+        return True
+    if backend == "cpu":
+        return False
+    if backend != "auto":
+        raise ValueError(f"backend must be 'auto', 'gsplat' or 'cpu', got {backend!r}")
+    # never touch gsplat's CUDA loader unless a GPU is really there: on machines with
+    # nvcc but no GPU importing it starts a JIT build that fails.
+    return means.is_cuda and torch.cuda.is_available()
+
+
+def _sh_colors(colors: Tensor, sh_degree: int, means: Tensor, viewmats: Tensor) -> Tensor:
+    """gsplat's SH path: colors [N,K,3] or [C,N,K,3] -> [C,N,3] = max(SH(dir) + 0.5, 0)."""
+    from gsplat.cuda._torch_impl import _spherical_harmonics
+
+    C = viewmats.shape[0]
+    N = means.shape[0]
+    campos = torch.inverse(viewmats)[:, :3, 3]  # [C,3]
+    dirs = means[None, :, :] - campos[:, None, :]  # [C,N,3]
+    shs = colors if colors.dim() == 4 else colors[None].expand(C, N, -1, 3)
+    return torch.clamp_min(_spherical_harmonics(sh_degree, dirs, shs) + 0.5, 0.0)
+
+
+def rasterize(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    colors: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    *,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    eps2d: float = 0.3,
+    backgrounds: Optional[Tensor] = None,
+    render_mode: str = "RGB",
+    sh_degree: Optional[int] = None,
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor, dict]:
+    """Render N Gaussians into C cameras; same arguments and outputs as ``gsplat.rasterization``.
+
+    Args:
+        means [N,3] world positions; quats [N,4] wxyz (any norm); scales [N,3] activated
+            (world units); opacities [N] activated, in [0,1].
+        colors [N,D] or [C,N,D] features (any D >= 1); with ``sh_degree`` set,
+            SH coefficients [N,K,3] or [C,N,K,3] evaluated as gsplat does.
+        viewmats [C,4,4] world-to-camera (OpenCV); Ks [C,3,3] intrinsics in pixels.
+        width, height: image size in pixels (any, not only multiples of 16).
+        near_plane, far_plane: camera-z culling bounds (world units).
+        eps2d: blur added to the 2D covariance (px^2), classic (no compensation) mode.
+        backgrounds [C,D] composited behind (weight = final transmittance).
+        render_mode: "RGB" (features), "D" (accumulated z), "ED" (expected z =
+            accumulated z / alpha), "RGB+D", "RGB+ED" (depth as the last channel).
+        backend: "auto" (gsplat iff the tensors are on CUDA and CUDA is available),
+            "gsplat", or "cpu" (numba kernels; float32, or float64 for checks).
+
+    Returns:
+        colors [C,H,W,X] (X = D, 1, or D+1 by mode), alphas [C,H,W,1], and meta:
+        means2d [C,N,2] (``retain_grad`` set when it requires grad, so
+        ``meta["means2d"].grad`` exists after backward, as gsplat's DefaultStrategy
+        reads it), radii [C,N,2] int32, depths [C,N], conics [C,N,3], opacities [C,N],
+        width, height, n_cameras, n_batches, tile_size, tile_width, tile_height,
+        gaussian_ids/camera_ids/batch_ids = None (unpacked layout), n_isects (CPU).
+    """
+    if render_mode not in _MODES:
+        raise ValueError(f"render_mode must be one of {_MODES}, got {render_mode!r}")
+    C = viewmats.shape[0]
+    N = means.shape[0]
+    if _use_gsplat(backend, means):
+        return _rasterize_gsplat(
+            means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+            near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, backgrounds=backgrounds,
+            render_mode=render_mode, sh_degree=sh_degree,
+        )
+    if means.is_cuda:
+        raise ValueError("backend='cpu' needs CPU tensors")
+    dtype = torch.float64 if means.dtype == torch.float64 else torch.float32
+    means, quats, scales, opacities = (t.to(dtype) for t in (means, quats, scales, opacities))
+    viewmats, Ks = viewmats.to(dtype), Ks.to(dtype)
+    radii, means2d, depths, conics = project_gaussians(
+        means, quats, scales, opacities, viewmats, Ks, width, height,
+        eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+    )
+    if sh_degree is not None:
+        colors = _sh_colors(colors.to(dtype), sh_degree, means, viewmats)
+    colors = colors.to(dtype)
+    if colors.dim() == 2:
+        colors = colors[None].expand(C, N, colors.shape[-1])
+    if colors.shape[:2] != (C, N):
+        raise ValueError(f"colors must be [N,D] or [C,N,D], got {tuple(colors.shape)}")
+    if backgrounds is not None:
+        backgrounds = backgrounds.to(dtype).expand(C, backgrounds.shape[-1])
+    if render_mode in ("RGB+D", "RGB+ED"):
+        colors = torch.cat([colors, depths[..., None]], dim=-1)
+        if backgrounds is not None:
+            backgrounds = torch.cat([backgrounds, backgrounds.new_zeros(C, 1)], dim=-1)
+    elif render_mode in ("D", "ED"):
+        colors = depths[..., None]
+        backgrounds = None  # gsplat renders depth over a zero background
+    opac = opacities[None].expand(C, N)
+    out, alphas = composite(means2d, conics, opac, colors, backgrounds, radii, depths.detach(), width, height)
+    if render_mode in ("ED", "RGB+ED"):
+        out = torch.cat([out[..., :-1], out[..., -1:] / alphas.clamp(min=1e-10)], dim=-1)
+    if means2d.requires_grad:
+        means2d.retain_grad()
+    meta = {
+        "batch_ids": None,
+        "camera_ids": None,
+        "gaussian_ids": None,
+        "radii": radii,
+        "means2d": means2d,
+        "depths": depths,
+        "conics": conics,
+        "opacities": opac,
+        "tile_width": (width + TILE - 1) // TILE,
+        "tile_height": (height + TILE - 1) // TILE,
+        "tile_size": TILE,
+        "width": width,
+        "height": height,
+        "n_batches": 1,
+        "n_cameras": C,
+    }
+    return out, alphas, meta
+
+
+def _rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *,
+                      near_plane, far_plane, eps2d, backgrounds, render_mode, sh_degree):
+    from gsplat import rasterization
+
+    D = colors.shape[-1] if sh_degree is None else 3
+    n_ch = D + (1 if render_mode in ("RGB+D", "RGB+ED") else 0)
+    return rasterization(
+        means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+        near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, sh_degree=sh_degree,
+        packed=False,  # [C,N,...] meta like the CPU path; DefaultStrategy(packed=False)
+        backgrounds=backgrounds, render_mode=render_mode, rasterize_mode="classic",
+        channel_chunk=max(32, n_ch),  # one pass over all channels
+    )
