@@ -31,8 +31,8 @@ then sums the slots per Gaussian through a per-Gaussian CSR list of entries.
 
 Dtype: kernels are generic over float32/float64 (numba compiles one version per
 dtype; constants are cast with ``arr.dtype.type`` so float32 stays float32).
-``precise=False`` uses a vectorisable polynomial exp (relative error < 3e-7,
-float32 rounding level); ``precise=True`` uses ``math.exp`` (float64 gradchecks).
+float32 uses a vectorisable polynomial exp (relative error ~2e-7, float32 rounding
+level); float64 uses ``math.exp`` (exact float64 checks and gradchecks).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 TILE = 16
 TILE_PIX = TILE * TILE
@@ -59,43 +60,6 @@ _EXP_C = np.array([
     -1.0 / 5040.0, 1.0 / 720.0, -1.0 / 120.0, 1.0 / 24.0, -1.0 / 6.0, 0.5, -1.0, 1.0,
     0.5, 0.25, 0.0625, 0.00390625, 1.52587890625e-05,
 ])
-
-
-@njit(inline="always", fastmath=_FM)
-def _exp_neg(s, ec, precise):
-    """exp(-s) for s >= 0; ``ec`` is ``_EXP_C`` in the working dtype.
-
-    Fast path: s is clamped to 11 (exp(-11) = 1.7e-5 < 1/255, so an alpha from a
-    clamped sigma is skipped anyway for opacities <= 1), split as
-    s = n ln2 + r with |r| <= ln2/2 (Cody-Waite two-part ln2), exp(-r) by a
-    degree-7 Taylor polynomial (truncation < 6e-9) and 2^-n from the bits of n
-    by multiplies (no bit casts, so LLVM can vectorise it).
-    """
-    if precise:
-        return math.exp(-s)
-    ss = min(s, ec[1])
-    nf = np.floor(ss * ec[2] + ec[3])
-    n = np.int32(nf)
-    r = ss - nf * ec[4] - nf * ec[5]
-    p = ec[6]
-    p = p * r + ec[7]
-    p = p * r + ec[8]
-    p = p * r + ec[9]
-    p = p * r + ec[10]
-    p = p * r + ec[11]
-    p = p * r + ec[12]
-    p = p * r + ec[13]
-    if n & 1:
-        p = p * ec[14]
-    if n & 2:
-        p = p * ec[15]
-    if n & 4:
-        p = p * ec[16]
-    if n & 8:
-        p = p * ec[17]
-    if n & 16:
-        p = p * ec[18]
-    return p
 
 
 @njit(cache=True)
@@ -283,16 +247,86 @@ def _pixel_box(mx, my, a, b, c, o, x0, y0, pw, ph):
     return c0, c1, r0, r1
 
 
+def _exp_neg_v(s, ec):
+    """exp(-s) for s >= 0; ``ec`` is ``_EXP_C`` in the working dtype.
+
+    Resolved at compile time by dtype (numba ``overload``): float64 uses
+    ``math.exp`` (exact checks, gradcheck); float32 uses a branch-free polynomial
+    that LLVM vectorises: s is clamped to [0, 11] (exp(-11) = 1.7e-5 < 1/255, so
+    an alpha from a clamped sigma is skipped anyway for opacities <= 1), split as
+    s = n ln2 + r with |r| <= ln2/2 (Cody-Waite two-part ln2), exp(-r) by a
+    degree-7 Taylor polynomial (truncation < 6e-9) and 2^-n from the bits of n
+    by selects (no bit casts). Relative error ~2e-7, float32 rounding level.
+    """
+    raise NotImplementedError  # only callable from numba code
+
+
+def _exp_neg_poly(s, ec):
+    one = ec[0]
+    ss = max(min(s, ec[1]), ec[0] - ec[0])
+    nf = np.floor(ss * ec[2] + ec[3])
+    n = np.int32(nf)
+    r = ss - nf * ec[4] - nf * ec[5]
+    p = ec[6]
+    p = p * r + ec[7]
+    p = p * r + ec[8]
+    p = p * r + ec[9]
+    p = p * r + ec[10]
+    p = p * r + ec[11]
+    p = p * r + ec[12]
+    p = p * r + ec[13]
+    p = p * (ec[14] if (n & 1) != 0 else one)
+    p = p * (ec[15] if (n & 2) != 0 else one)
+    p = p * (ec[16] if (n & 4) != 0 else one)
+    p = p * (ec[17] if (n & 8) != 0 else one)
+    p = p * (ec[18] if (n & 16) != 0 else one)
+    return p
+
+
+def _exp_neg_exact(s, ec):
+    return math.exp(-s)
+
+
+@overload(_exp_neg_v, inline="always")
+def _exp_neg_v_ov(s, ec):
+    if isinstance(s, types.Float) and s.bitwidth == 64:
+        return _exp_neg_exact
+    return _exp_neg_poly
+
+
+@njit(inline="always", fastmath=_FM)
+def _row_range(my, a, b, c, o, y0, ph):
+    """Tile rows [r0, r1) (local) where the Gaussian can reach alpha >= 1/255 (+1 px margin).
+
+    sigma <= L = ln(255 o) implies |dy| <= sqrt(2 L cov_yy), cov = inverse(conic).
+    Columns are not clipped: rows are processed 16 wide (one fixed-trip SIMD loop).
+    """
+    af = np.float64(a)
+    bf = np.float64(b)
+    cf = np.float64(c)
+    det = af * cf - bf * bf
+    lvl = math.log(max(np.float64(o) * 255.0, 1.0))
+    hy = math.sqrt(2.0 * lvl * af / det) + 1.0
+    ly = np.float64(my) - 0.5 - y0
+    r0 = max(int(math.ceil(ly - hy)), 0)
+    r1 = min(int(math.floor(ly + hy)) + 1, ph)
+    return r0, r1
+
+
 @njit(cache=True, parallel=True, fastmath=_FM)
 def composite_fwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids,
-                  n_images, width, height, tiles_x, tiles_y, ec, precise):
+                  n_images, width, height, tiles_x, tiles_y, ec):
     """Forward compositing.
 
     Args:
         means2d [G,2], conics [G,3], opac [G], colors [G,D]: flattened over images.
         backgrounds [I,D] (ignored unless has_bg).
         tile_offsets, flat_ids: from ``bin_tiles``.
-        precise: use math.exp (float64 checks) instead of the polynomial exp.
+        ec: ``_EXP_C`` in the working dtype (exp: polynomial for float32, exact for float64).
+
+    Per tile and Gaussian, each reachable 16-pixel row is done in two passes: a
+    branch-free one (alpha, stop test, T update, weights; SIMD) and a sparse one that
+    adds w * colour only for the pixels that really composite.
 
     Returns:
         out [I,H,W,D] composited features (+ T_final * background),
@@ -303,6 +337,7 @@ def composite_fwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
     D = colors.shape[1]
     dt = colors.dtype.type
     one = dt(1.0)
+    zero = dt(0.0)
     half = dt(0.5)
     athr = dt(ALPHA_THRESHOLD)
     amax = dt(ALPHA_MAX)
@@ -322,60 +357,65 @@ def composite_fwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
         ph = min(TILE, height - y0)
         start = tile_offsets[job]
         end = tile_offsets[job + 1]
-        trans = np.ones(TILE_PIX, colors.dtype)
-        alive = np.zeros(TILE_PIX, np.bool_)
-        lastk = np.full(TILE_PIX, -1, np.int32)
+        trans = np.ones((TILE, TILE), colors.dtype)
+        alive = np.zeros((TILE, TILE), colors.dtype)  # 1: still compositing (float mask)
+        lastk = np.full((TILE, TILE), -1, np.int32)
         acc = np.zeros((TILE_PIX, D), colors.dtype)
+        wrow = np.zeros(TILE, colors.dtype)
         for r in range(ph):
             for cc in range(pw):
-                alive[r * TILE + cc] = True
-        n_alive = pw * ph
+                alive[r, cc] = one
+        n_alive = dt(pw * ph)
         pxs = np.empty(TILE, colors.dtype)
         pys = np.empty(TILE, colors.dtype)
         for k in range(TILE):
             pxs[k] = dt(x0 + k) + half
             pys[k] = dt(y0 + k) + half
         for e in range(start, end):
-            if n_alive == 0:
+            if n_alive <= zero:
                 break
             gid = flat_ids[e]
+            e32 = np.int32(e)
             mx = means2d[gid, 0]
             my = means2d[gid, 1]
             a = conics[gid, 0]
             b = conics[gid, 1]
             c = conics[gid, 2]
             o = opac[gid]
-            c0, c1, r0, r1 = _pixel_box(mx, my, a, b, c, o, x0, y0, pw, ph)
+            r0, r1 = _row_range(my, a, b, c, o, y0, ph)
             for r in range(r0, r1):
                 dy = my - pys[r]
-                for cc in range(c0, c1):
-                    p = r * TILE + cc
-                    if not alive[p]:
-                        continue
+                tr = trans[r]
+                al = alive[r]
+                lk = lastk[r]
+                nstop = zero
+                for cc in range(TILE):
                     dx = mx - pxs[cc]
                     sigma = half * (a * dx * dx + c * dy * dy) + b * dx * dy
-                    if sigma < 0:
-                        continue
-                    alpha = min(amax, o * _exp_neg(sigma, ec, precise))
-                    if alpha < athr:
-                        continue
-                    tp = trans[p]
+                    alpha = min(amax, o * _exp_neg_v(sigma, ec))
+                    tp = tr[cc]
                     next_t = tp * (one - alpha)
-                    if next_t <= tstop:
-                        alive[p] = False
-                        n_alive -= 1
-                        continue
-                    w = alpha * tp
-                    for d in range(D):
-                        acc[p, d] += w * colors[gid, d]
-                    trans[p] = next_t
-                    lastk[p] = e
+                    ok = (sigma >= zero) & (alpha >= athr) & (al[cc] > zero)
+                    contrib = ok & (next_t > tstop)
+                    stop = ok & (next_t <= tstop)
+                    wrow[cc] = alpha * tp if contrib else zero
+                    tr[cc] = next_t if contrib else tp
+                    al[cc] = zero if stop else al[cc]
+                    nstop += one if stop else zero
+                    lk[cc] = e32 if contrib else lk[cc]
+                n_alive -= nstop
+                for cc in range(TILE):
+                    w = wrow[cc]
+                    if w != zero:
+                        p = r * TILE + cc
+                        for d in range(D):
+                            acc[p, d] += w * colors[gid, d]
         for r in range(ph):
             for cc in range(pw):
                 p = r * TILE + cc
-                tp = trans[p]
+                tp = trans[r, cc]
                 t_final[i, y0 + r, x0 + cc] = tp
-                last[i, y0 + r, x0 + cc] = lastk[p]
+                last[i, y0 + r, x0 + cc] = lastk[r, cc]
                 if has_bg:
                     for d in range(D):
                         out[i, y0 + r, x0 + cc, d] = acc[p, d] + tp * backgrounds[i, d]
@@ -388,7 +428,7 @@ def composite_fwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
 @njit(cache=True, parallel=True, fastmath=_FM)
 def composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids,
                   n_images, width, height, tiles_x, tiles_y, t_final, last, v_out, v_alpha_out,
-                  ec, precise):
+                  ec):
     """Backward compositing: gradient slots per intersection entry.
 
     Args: as ``composite_fwd`` plus its outputs ``t_final``, ``last`` and the
@@ -405,6 +445,9 @@ def composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
         unless alpha was clamped at 0.999:
         dL/dsigma = -o exp(-sigma) dL/dalpha, dL/do = exp(-sigma) dL/dalpha,
         sigma = 0.5 (a dx^2 + c dy^2) + b dx dy with d = mean - pixel.
+
+    Each row: a branch-free pass (alpha, validity, T recovery), a sparse D-wide pass
+    (c . v and dL/dc) over the valid pixels, then a branch-free pass for the rest.
 
     Returns slots: v_xy [M,2], v_conic [M,3], v_opac [M], v_col [M,D].
     """
@@ -434,29 +477,34 @@ def composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
         end = tile_offsets[job + 1]
         if end == start:
             continue
-        trans = np.ones(TILE_PIX, colors.dtype)
-        tfin = np.ones(TILE_PIX, colors.dtype)
-        lastk = np.full(TILE_PIX, -1, np.int64)
+        trans = np.ones((TILE, TILE), colors.dtype)
+        tfin = np.ones((TILE, TILE), colors.dtype)
+        lastk = np.full((TILE, TILE), -1, np.int32)
         vo = np.zeros((TILE_PIX, D), colors.dtype)
-        va = np.zeros(TILE_PIX, colors.dtype)  # v_alpha_out - bg . v
-        sbuf = np.zeros(TILE_PIX, colors.dtype)
+        va = np.zeros((TILE, TILE), colors.dtype)  # v_alpha_out - bg . v
+        sbuf = np.zeros((TILE, TILE), colors.dtype)
+        fac_r = np.zeros(TILE, colors.dtype)
+        ra_r = np.zeros(TILE, colors.dtype)
+        vis_r = np.zeros(TILE, colors.dtype)
+        cv_r = np.zeros(TILE, colors.dtype)
+        gcol = np.zeros(D, colors.dtype)
         kmax = -1
         for r in range(ph):
             for cc in range(pw):
                 p = r * TILE + cc
                 yy = y0 + r
                 xx = x0 + cc
-                trans[p] = t_final[i, yy, xx]
-                tfin[p] = t_final[i, yy, xx]
+                trans[r, cc] = t_final[i, yy, xx]
+                tfin[r, cc] = t_final[i, yy, xx]
                 lk = last[i, yy, xx]
-                lastk[p] = lk
+                lastk[r, cc] = lk
                 kmax = max(kmax, lk)
                 bgv = zero
                 for d in range(D):
                     vo[p, d] = v_out[i, yy, xx, d]
                     if has_bg:
                         bgv += backgrounds[i, d] * v_out[i, yy, xx, d]
-                va[p] = v_alpha_out[i, yy, xx] - bgv
+                va[r, cc] = v_alpha_out[i, yy, xx] - bgv
         pxs = np.empty(TILE, colors.dtype)
         pys = np.empty(TILE, colors.dtype)
         for k in range(TILE):
@@ -464,57 +512,76 @@ def composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
             pys[k] = dt(y0 + k) + half
         for e in range(kmax, start - 1, -1):
             gid = flat_ids[e]
+            e32 = np.int32(e)
             mx = means2d[gid, 0]
             my = means2d[gid, 1]
             a = conics[gid, 0]
             b = conics[gid, 1]
             c = conics[gid, 2]
             o = opac[gid]
-            c0, c1, r0, r1 = _pixel_box(mx, my, a, b, c, o, x0, y0, pw, ph)
+            r0, r1 = _row_range(my, a, b, c, o, y0, ph)
             gx = zero
             gy = zero
             ga = zero
             gb = zero
             gc = zero
             go = zero
+            for d in range(D):
+                gcol[d] = zero
             for r in range(r0, r1):
                 dy = my - pys[r]
-                for cc in range(c0, c1):
-                    p = r * TILE + cc
-                    if e > lastk[p]:
-                        continue
+                tr = trans[r]
+                lk = lastk[r]
+                any_valid = zero
+                for cc in range(TILE):
                     dx = mx - pxs[cc]
                     sigma = half * (a * dx * dx + c * dy * dy) + b * dx * dy
-                    if sigma < 0:
-                        continue
-                    vis = _exp_neg(sigma, ec, precise)
+                    vis = _exp_neg_v(sigma, ec)
                     alpha = min(amax, o * vis)
-                    if alpha < athr:
-                        continue
+                    valid = (sigma >= zero) & (alpha >= athr) & (e32 <= lk[cc])
                     ra = one / (one - alpha)
-                    tp = trans[p] * ra
-                    trans[p] = tp
-                    w = alpha * tp
+                    tnew = tr[cc] * ra
+                    tr[cc] = tnew if valid else tr[cc]
+                    fac_r[cc] = alpha * tnew if valid else zero
+                    ra_r[cc] = ra
+                    vis_r[cc] = vis if valid else zero
+                    any_valid += one if valid else zero
+                if any_valid == zero:
+                    continue
+                for cc in range(TILE):
+                    fac = fac_r[cc]
                     cv = zero
-                    for d in range(D):
-                        cv += colors[gid, d] * vo[p, d]
-                        s_col[e, d] += w * vo[p, d]
-                    v_alpha = cv * tp - sbuf[p] * ra + tfin[p] * ra * va[p]
-                    sbuf[p] += w * cv
-                    if o * vis <= amax:
-                        v_sigma = -o * vis * v_alpha
-                        ga += half * v_sigma * dx * dx
-                        gb += v_sigma * dx * dy
-                        gc += half * v_sigma * dy * dy
-                        gx += v_sigma * (a * dx + b * dy)
-                        gy += v_sigma * (b * dx + c * dy)
-                        go += vis * v_alpha
+                    if fac != zero:
+                        p = r * TILE + cc
+                        for d in range(D):
+                            cv += colors[gid, d] * vo[p, d]
+                            gcol[d] += fac * vo[p, d]
+                    cv_r[cc] = cv
+                sb = sbuf[r]
+                tf = tfin[r]
+                var = va[r]
+                for cc in range(TILE):
+                    vis = vis_r[cc]  # 0 where not valid: no gradient
+                    ra = ra_r[cc]
+                    v_alpha = cv_r[cc] * tr[cc] - sb[cc] * ra + tf[cc] * ra * var[cc]
+                    sb[cc] += fac_r[cc] * cv_r[cc]
+                    vism = vis if o * vis <= amax else zero
+                    v_sigma = -o * vism * v_alpha
+                    dx = mx - pxs[cc]
+                    ga += half * v_sigma * dx * dx
+                    gb += v_sigma * dx * dy
+                    gc += half * v_sigma * dy * dy
+                    gx += v_sigma * (a * dx + b * dy)
+                    gy += v_sigma * (b * dx + c * dy)
+                    go += vism * v_alpha
             s_xy[e, 0] = gx
             s_xy[e, 1] = gy
             s_conic[e, 0] = ga
             s_conic[e, 1] = gb
             s_conic[e, 2] = gc
             s_opac[e] = go
+            for d in range(D):
+                s_col[e, d] = gcol[d]
     return s_xy, s_conic, s_opac, s_col
 
 

@@ -40,7 +40,6 @@ class _Composite(torch.autograd.Function):
         I, N = opacities.shape
         D = colors.shape[-1]
         dtype = colors.dtype
-        precise = dtype == torch.float64
         tiles_x = (width + TILE - 1) // TILE
         tiles_y = (height + TILE - 1) // TILE
         m2 = _np(means2d.to(dtype))
@@ -56,9 +55,9 @@ class _Composite(torch.autograd.Function):
         ec = K._EXP_C.astype(col.dtype)
         m2f, cnf, opf = m2.reshape(I * N, 2), cn.reshape(I * N, 3), op.reshape(I * N)
         out, t_final, last = K.composite_fwd(
-            m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, I, width, height, tiles_x, tiles_y, ec, precise
+            m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, I, width, height, tiles_x, tiles_y, ec
         )
-        ctx.state = (m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, g_off, g_ent, t_final, last, ec, precise)
+        ctx.state = (m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, g_off, g_ent, t_final, last, ec)
         ctx.dims = (I, N, D, width, height, tiles_x, tiles_y)
         ctx.bg_shape = None if backgrounds is None else backgrounds.shape
         ctx.n_isects = int(flat_ids.shape[0])
@@ -69,7 +68,7 @@ class _Composite(torch.autograd.Function):
     def backward(ctx, v_out, v_alpha):
         from pcf_gs.render import cpu_kernels as K
 
-        (m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, g_off, g_ent, t_final, last, ec, precise) = ctx.state
+        (m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, g_off, g_ent, t_final, last, ec) = ctx.state
         I, N, D, width, height, tiles_x, tiles_y = ctx.dims
         dt = col.dtype
         vo = np.ascontiguousarray(v_out.detach().numpy(), dtype=dt) if v_out is not None else np.zeros((I, height, width, D), dt)
@@ -80,7 +79,7 @@ class _Composite(torch.autograd.Function):
         )
         s_xy, s_conic, s_opac, s_col = K.composite_bwd(
             m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, I, width, height, tiles_x, tiles_y,
-            t_final, last, vo, va, ec, precise,
+            t_final, last, vo, va, ec,
         )
         g_xy, g_conic, g_opac, g_col = K.reduce_entries(s_xy, s_conic, s_opac, s_col, g_off, g_ent)
         v_bg = None
