@@ -142,8 +142,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pcf_gs.demo import run_demo
 
-    cfg = _resolve_config(args)
-    return run_demo(Path(args.out), cfg, data=Path(args.data) if args.data else None, quiet=args.quiet)
+    return run_demo(Path(args.out), args.config, args.overrides, data=Path(args.data) if args.data else None,
+                    quiet=args.quiet, resume=args.resume)
 
 
 # --------------------------------------------------------------------------- #
@@ -206,9 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["test", "train", "all"], default="test")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("demo", help="run the pipeline on the demo scene shipped in assets/")
+    p = sub.add_parser("demo", help="train, segment, export and evaluate on the demo scene shipped in assets/ (preset cpu_fast)")
     p.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (default: demo_out)")
     p.add_argument("--data", metavar="DATA", help="use this scene instead of the shipped demo")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted demo run in OUT")
     _add_config_args(p)
     p.set_defaults(func=cmd_demo, format=None, downscale=None)
     return parser

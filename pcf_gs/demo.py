@@ -1,14 +1,16 @@
-"""``pcf-gs demo``: the pipeline on the scene shipped in ``assets/demo``.
+"""``pcf-gs demo``: the whole pipeline on the scene shipped in ``assets/demo``.
 
-For now it loads the scene and reports what it holds; training,
-segmentation and export join as they land.
+train (preset ``cpu_fast`` unless ``--config`` says otherwise) -> segment the
+test views with MVOA and export one PLY per object -> evaluate PQ^scene, SQ,
+RQ, mIoU and PSNR against the scene's ground truth. Everything lands in OUT:
+``OUT/run`` (checkpoint, config, metrics), ``OUT/segment`` (label maps,
+overlays, objects/, metrics.json).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pcf_gs.config import Config, save_config
 from pcf_gs.errors import UserError
 from pcf_gs.io_utils import write_json_atomic
 
@@ -22,18 +24,33 @@ def demo_scene_path() -> Path:
     raise UserError("demo scene not found (expected assets/demo/ in the pcf-gs checkout)")
 
 
-def run_demo(out: Path, cfg: Config, data: Path | None = None, quiet: bool = False) -> int:
+def run_demo(
+    out: Path, preset: str | None, overrides: list[str], data: Path | None = None, quiet: bool = False, resume: bool = False
+) -> int:
     from pcf_gs.data import load_scene
-    from pcf_gs.report import print_scene_summary
+    from pcf_gs.config import load_config
+    from pcf_gs.evaluate import run_eval
+    from pcf_gs.report import print_metrics, print_scene_summary
+    from pcf_gs.segment import run_segment
+    from pcf_gs.train import run_training
 
     data = data or demo_scene_path()
-    scene = load_scene(data, cfg.data, progress=not quiet)
+    preset = preset or "cpu_fast"
+    cfg = load_config(preset, overrides)  # validates the preset and overrides before any work
     if out.exists() and not out.is_dir():
         raise UserError("exists and is not a folder", out)
+    run = out / "run"
+    if (run / "checkpoint.pt").exists() and not resume:
+        raise UserError("already holds a demo run; use --resume to continue it or choose another --out", out)
+    scene = load_scene(data, cfg.data, progress=not quiet)
+    print_scene_summary(scene.summary())
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-    summary = scene.summary()
-    write_json_atomic(out / "scene_summary.json", summary)
-    print_scene_summary(summary)
-    print(f"demo: wrote {out / 'config.yaml'} and {out / 'scene_summary.json'}")
+    write_json_atomic(out / "scene_summary.json", scene.summary())
+    res = run_training(data, run, preset, overrides, resume=resume, progress=not quiet)
+    print(f"demo: trained {res['steps']} steps in {res['seconds']:.0f} s ({res['num_gaussians']} Gaussians)")
+    seg = out / "segment"
+    info = run_segment(run, seg, split="test", export_ply=True, data=data, progress=not quiet)
+    print(f"demo: {info['prototypes']} objects found; per-object PLYs in {seg / 'objects'}")
+    metrics = run_eval(run, data, seg, split="test", progress=not quiet)
+    print_metrics(metrics, seg / "metrics.json")
     return 0
