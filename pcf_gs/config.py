@@ -102,6 +102,8 @@ class TrainConfig:
     lr_semantic: float = 5e-3
     lr_embedding: float = 5e-3
     densify: bool = True
+    strategy: Literal["default", "mcmc"] = "default"
+    """Densification: gsplat's DefaultStrategy (clone/split/prune), or MCMCStrategy (CUDA only)."""
     densify_from: int = 500
     densify_until: int = 15000
     densify_every: int = 100

@@ -131,15 +131,31 @@ class Trainer:
         self.step = 0
         self.params = None
         self.optimizers: dict = {}
-        self.strategy = PcfStrategy(
-            refine_start_iter=tc.densify_from,
-            refine_stop_iter=tc.densify_until if tc.densify else 0,
-            refine_every=tc.densify_every,
-            reset_every=tc.opacity_reset_every,
-            grow_grad2d=tc.grow_grad2d,
-            max_gaussians=tc.max_gaussians,
+        if tc.strategy == "mcmc":
+            if device.type != "cuda":
+                raise UserError("train.strategy=mcmc needs a CUDA device (gsplat's relocation kernel); use default on CPU")
+            from gsplat.strategy import MCMCStrategy
+
+            self.strategy = MCMCStrategy(
+                cap_max=tc.max_gaussians or 1_000_000,
+                refine_start_iter=tc.densify_from,
+                refine_stop_iter=tc.densify_until if tc.densify else 0,
+                refine_every=tc.densify_every,
+            )
+        else:
+            self.strategy = PcfStrategy(
+                refine_start_iter=tc.densify_from,
+                refine_stop_iter=tc.densify_until if tc.densify else 0,
+                refine_every=tc.densify_every,
+                reset_every=tc.opacity_reset_every,
+                grow_grad2d=tc.grow_grad2d,
+                max_gaussians=tc.max_gaussians,
+            )
+        self.strategy_state = (
+            self.strategy.initialize_state()
+            if tc.strategy == "mcmc"
+            else self.strategy.initialize_state(scene_scale=self.scene_scale)
         )
-        self.strategy_state = self.strategy.initialize_state(scene_scale=self.scene_scale)
         self._stop = False
 
     # ------------------------------------------------------------------ setup
@@ -287,7 +303,12 @@ class Trainer:
         if not torch.isfinite(total):
             return {"nonfinite": 1.0, **{k: float(v.detach()) for k, v in terms.items()}}
         total.backward()
-        self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, self._meta, packed=False)
+        if self.cfg.train.strategy == "mcmc":
+            self.strategy.step_post_backward(
+                self.params, self.optimizers, self.strategy_state, step, self._meta, lr=self._means_lr(step)
+            )
+        else:
+            self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, self._meta, packed=False)
         for o in self.optimizers.values():
             o.step()
         if step >= self.cfg.train.warmup_iterations:

@@ -118,3 +118,20 @@ def test_gradcheck_instance_losses():
     assert torch.autograd.gradcheck(lambda m, v: pixel_contrastive_loss(m, v, lf, mu_s, var_s, ls, 0.7), (mu_f, var_f))
     assert torch.autograd.gradcheck(lambda m, v: concentration_loss(m, v, lf, mu_s, var_s, ls), (mu_f, var_f))
     assert torch.autograd.gradcheck(lambda m, v: cross_view_loss(m, v, mu_s, var_s, tau=0.0)[0], (mu_f, var_f))
+
+
+def test_ssim_matches_2d_window_formula():
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.rand(1, 17, 19, 3, generator=g, dtype=torch.float64), torch.rand(1, 17, 19, 3, generator=g, dtype=torch.float64)
+    k = torch.arange(11, dtype=torch.float64) - 5
+    w1 = torch.exp(-(k**2) / (2 * 1.5**2))
+    w1 = w1 / w1.sum()
+    w = (w1[:, None] * w1[None, :]).expand(3, 1, 11, 11)
+    a, b = x.permute(0, 3, 1, 2), y.permute(0, 3, 1, 2)
+    f = lambda t: F.conv2d(t, w, padding=5, groups=3)  # noqa: E731
+    mx, my = f(a), f(b)
+    sxx, syy, sxy = f(a * a) - mx**2, f(b * b) - my**2, f(a * b) - mx * my
+    ref = (((2 * mx * my + 1e-4) * (2 * sxy + 9e-4)) / ((mx**2 + my**2 + 1e-4) * (sxx + syy + 9e-4))).mean()
+    assert torch.allclose(ssim(x, y), ref, atol=1e-12)
