@@ -171,6 +171,35 @@ def test_projection_matches_float64_reference():
                     & (pr["means2d"][:, 1] > 0) & (pr["means2d"][:, 1] < H)).any()
 
 
+def test_fused_projection_matches_torch_projection():
+    """numba projection (forward + hand-written backward) == torch autograd projection."""
+    from pcf_gs.render.projection import project_gaussians_fused
+
+    W, H, C = 48, 40, 3
+    scene = make_scene(200, W, H, C=C, seed=17, dtype=torch.float64)
+    vm = scene[5].clone()
+    for c in range(1, C):  # rotated cameras
+        ang = torch.tensor(0.15 * c, dtype=torch.float64)
+        ca, sa = torch.cos(ang), torch.sin(ang)
+        vm[c, :3, :3] = torch.tensor([[ca, 0, sa], [0, 1, 0], [-sa, 0, ca]], dtype=torch.float64) @ vm[c, :3, :3]
+    g = torch.Generator().manual_seed(1)
+    res = []
+    for fn in (project_gaussians, project_gaussians_fused):
+        ins = [t.clone().requires_grad_() for t in scene[:3]]
+        r, m, d, cn = fn(*ins, scene[3], vm, scene[6], W, H)
+        ok = (r > 0).all(-1)
+        w = [torch.randn(t.shape, generator=torch.Generator().manual_seed(i), dtype=torch.float64)
+             for i, t in enumerate((m, d, cn))]
+        (((m * w[0]).sum(-1) + d * w[1] + (cn * w[2]).sum(-1)) * ok).sum().backward()
+        res.append((r, m, d, cn, ok, [t.grad for t in ins]))
+    (r0, m0, d0, c0, ok0, g0), (r1, m1, d1, c1, ok1, g1) = res
+    assert torch.equal(r0, r1) and ok0.any()
+    assert torch.allclose(m0[ok0], m1[ok0], atol=1e-9) and torch.allclose(c0[ok0], c1[ok0], rtol=1e-9, atol=1e-12)
+    assert torch.allclose(d0, d1)
+    for a, b in zip(g0, g1):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
 # ----------------------------------------------------------------------------- gradients
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -131,3 +132,50 @@ def project_gaussians(
         keep = depth_ok & det_ok & opa_ok & ((rx > 0) | (ry > 0)) & on_screen
         radii = torch.stack([rx, ry], dim=-1).to(torch.int32) * keep[..., None]
     return radii, means2d, z, conics
+
+
+class _FusedProjection(torch.autograd.Function):
+    """``project_gaussians`` as one numba kernel forward and one backward
+    (``cpu_kernels.project_fwd`` / ``project_bwd``): ~2 passes over N instead of ~100
+    small torch ops, which dominate at small N and suffer most when cores are shared.
+    No gradient to viewmats / Ks (use ``project_gaussians`` for that)."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near, far):
+        from pcf_gs.render import cpu_kernels as K
+
+        a = [t.detach().contiguous().numpy() for t in (means, quats, scales, opacities, viewmats, Ks)]
+        radii, m2d, depths, conics = K.project_fwd(*a, width, height, float(eps2d), float(near), float(far))
+        radii_t = torch.from_numpy(radii)
+        ctx.mark_non_differentiable(radii_t)
+        ctx.arrays = a
+        ctx.radii = radii
+        ctx.args = (width, height, float(eps2d))
+        return radii_t, torch.from_numpy(m2d), torch.from_numpy(depths), torch.from_numpy(conics)
+
+    @staticmethod
+    def backward(ctx, _v_radii, v_m2d, v_depths, v_conics):
+        from pcf_gs.render import cpu_kernels as K
+
+        means, quats, scales, _opac, viewmats, Ks = ctx.arrays
+        width, height, eps2d = ctx.args
+        dt = means.dtype
+        C, N = ctx.radii.shape[:2]
+
+        def arr(v, shape):
+            return np.zeros(shape, dt) if v is None else np.ascontiguousarray(v.detach().numpy(), dtype=dt)
+
+        vm, vq, vs = K.project_bwd(
+            means, quats, scales, viewmats, Ks, width, height, eps2d, ctx.radii,
+            arr(v_m2d, (C, N, 2)), arr(v_depths, (C, N)), arr(v_conics, (C, N, 3)),
+        )
+        return (torch.from_numpy(vm), torch.from_numpy(vq), torch.from_numpy(vs),
+                None, None, None, None, None, None, None, None)
+
+
+def project_gaussians_fused(means, quats, scales, opacities, viewmats, Ks, width, height, *,
+                            eps2d=0.3, near_plane=0.01, far_plane=1e10):
+    """Same contract as ``project_gaussians`` (numba, no viewmat/K gradients);
+    culled entries have zero means2d/conics."""
+    return _FusedProjection.apply(means, quats, scales, opacities, viewmats, Ks, width, height,
+                                  eps2d, near_plane, far_plane)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pcf_gs.render.projection import project_gaussians
+from pcf_gs.render.projection import project_gaussians, project_gaussians_fused
 
 TILE = 16
 _MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
@@ -186,7 +186,9 @@ def rasterize(
     dtype = torch.float64 if means.dtype == torch.float64 else torch.float32
     means, quats, scales, opacities = (t.to(dtype) for t in (means, quats, scales, opacities))
     viewmats, Ks = viewmats.to(dtype), Ks.to(dtype)
-    radii, means2d, depths, conics = project_gaussians(
+    # fused numba projection unless camera gradients are wanted (torch autograd then)
+    project = project_gaussians if (viewmats.requires_grad or Ks.requires_grad) else project_gaussians_fused
+    radii, means2d, depths, conics = project(
         means, quats, scales, opacities, viewmats, Ks, width, height,
         eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
     )
