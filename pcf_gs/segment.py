@@ -4,7 +4,8 @@
    mask (the 2D model's masks, >= ``segment.min_pixels``) become MVOA nodes
    (:mod:`pcf_gs.mvoa`), or — the Contrastive Lift baseline — sampled thing
    pixels are clustered with HDBSCAN.
-2. Prototypes label pixels: semantic = argmax of the rendered logits; thing
+2. Prototypes label pixels: semantic = argmax of the rendered class
+   probabilities (per-Gaussian softmax, then blended); thing
    pixels take the prototype of highest PP kernel (instance = index + 1);
    stuff pixels get instance 0.
 3. Gaussians: semantic = argmax of their logits; thing Gaussians take an
@@ -47,7 +48,7 @@ def _views(rec: dict, i: int):
 def render_all(params, spec, rec, i: int, backend: str, eps2d: float, rgb: bool = False) -> dict:
     vm, K = _views(rec, i)
     W, H = rec["width"], rec["height"]
-    f = render_features(params, spec, vm, K, W, H, backend=backend, slow=False, eps2d=eps2d)
+    f = render_features(params, spec, vm, K, W, H, backend=backend, slow=False, eps2d=eps2d, semantic_probs=True)
     out = {k: v[0] for k, v in f.items()}
     if rgb:
         out["rgb"] = render_rgb(params, vm, K, W, H, spec.sh_degree, backend=backend, eps2d=eps2d)[0][0]
