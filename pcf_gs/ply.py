@@ -10,10 +10,12 @@ Standard layout (one ``vertex`` element, float32 unless noted)::
     scale_0 scale_1 scale_2    log std-devs
     rot_0 .. rot_3             quaternion w x y z (not necessarily normalised)
 
-Labelled full-scene files add per-vertex ``instance_id`` (int32),
-``semantic_id`` (int32), ``inst_mu_*`` and ``inst_var_*`` (activated variance).
-Readers look properties up by name, so the extras are ignored by standard
-viewers. Files are written atomically.
+Labelled full-scene files add per-vertex ``instance_id``, ``semantic_id``,
+``inst_mu_*`` and ``inst_var_*`` (activated variance). Every property is
+float32, the IDs included (exact up to 2^24): fast readers such as gsply
+count ``property float`` lines to find the row size, and an int column
+makes them misread every row (measured). Readers look properties up by name,
+so the extras are ignored by standard viewers. Files are written atomically.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def write_ply(path: str | os.PathLike, s: Splats, extra: bool = True) -> None:
     if extra:
         for name, arr in s.extra.items():
             arr = np.asarray(arr)
-            kind = "i4" if np.issubdtype(arr.dtype, np.integer) else "f4"
+            kind = "f4"  # all-float rows: see the module docstring
             if arr.ndim == 1:
                 cols.append((name, arr, kind))
             else:
