@@ -378,6 +378,23 @@ def _sphere_cull(ox, oy, oz, dx, dy, dz, cx, cy, cz, rad, tmin, tbest):
     return True
 
 
+@njit(cache=True, inline="always")
+def _hit_object(k, ox, oy, oz, dx, dy, dz, shape, center, w2l, tmin):
+    """Ray parameter of the first hit on object k (inf if none): the ray goes into k's local frame
+    (world-to-local w2l[k], about center[k]) and meets its unit primitive; t is unchanged by the map."""
+    px = ox - center[k, 0]
+    py = oy - center[k, 1]
+    pz = oz - center[k, 2]
+    M = w2l[k]
+    lox = M[0, 0] * px + M[0, 1] * py + M[0, 2] * pz
+    loy = M[1, 0] * px + M[1, 1] * py + M[1, 2] * pz
+    loz = M[2, 0] * px + M[2, 1] * py + M[2, 2] * pz
+    ldx = M[0, 0] * dx + M[0, 1] * dy + M[0, 2] * dz
+    ldy = M[1, 0] * dx + M[1, 1] * dy + M[1, 2] * dz
+    ldz = M[2, 0] * dx + M[2, 1] * dy + M[2, 2] * dz
+    return _hit_unit(shape[k], lox, loy, loz, ldx, ldy, ldz, tmin)
+
+
 @njit(cache=True, parallel=True)
 def _trace_kernel(orig, dirs, tmin, shape, center, w2l, radius, room_lo, room_hi, use_room, out_t, out_id):
     R = orig.shape[0]
@@ -403,17 +420,7 @@ def _trace_kernel(orig, dirs, tmin, shape, center, w2l, radius, room_lo, room_hi
         for k in range(N):
             if not _sphere_cull(ox, oy, oz, dx, dy, dz, center[k, 0], center[k, 1], center[k, 2], radius[k], tmin, best):
                 continue
-            px = ox - center[k, 0]
-            py = oy - center[k, 1]
-            pz = oz - center[k, 2]
-            M = w2l[k]
-            lox = M[0, 0] * px + M[0, 1] * py + M[0, 2] * pz
-            loy = M[1, 0] * px + M[1, 1] * py + M[1, 2] * pz
-            loz = M[2, 0] * px + M[2, 1] * py + M[2, 2] * pz
-            ldx = M[0, 0] * dx + M[0, 1] * dy + M[0, 2] * dz
-            ldy = M[1, 0] * dx + M[1, 1] * dy + M[1, 2] * dz
-            ldz = M[2, 0] * dx + M[2, 1] * dy + M[2, 2] * dz
-            t = _hit_unit(shape[k], lox, loy, loz, ldx, ldy, ldz, tmin)
+            t = _hit_object(k, ox, oy, oz, dx, dy, dz, shape, center, w2l, tmin)
             if t < best:
                 best = t
                 bid = k
@@ -433,17 +440,7 @@ def _occluded_kernel(orig, dirs, tmin, tmax, shape, center, w2l, radius, out):
         for k in range(N):
             if not _sphere_cull(ox, oy, oz, dx, dy, dz, center[k, 0], center[k, 1], center[k, 2], radius[k], tmin, tm):
                 continue
-            px = ox - center[k, 0]
-            py = oy - center[k, 1]
-            pz = oz - center[k, 2]
-            M = w2l[k]
-            lox = M[0, 0] * px + M[0, 1] * py + M[0, 2] * pz
-            loy = M[1, 0] * px + M[1, 1] * py + M[1, 2] * pz
-            loz = M[2, 0] * px + M[2, 1] * py + M[2, 2] * pz
-            ldx = M[0, 0] * dx + M[0, 1] * dy + M[0, 2] * dz
-            ldy = M[1, 0] * dx + M[1, 1] * dy + M[1, 2] * dz
-            ldz = M[2, 0] * dx + M[2, 1] * dy + M[2, 2] * dz
-            t = _hit_unit(shape[k], lox, loy, loz, ldx, ldy, ldz, tmin)
+            t = _hit_object(k, ox, oy, oz, dx, dy, dz, shape, center, w2l, tmin)
             if t < tm:
                 hit = True
                 break
