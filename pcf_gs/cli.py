@@ -11,7 +11,6 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Callable
 
 from pcf_gs import __version__
 from pcf_gs.errors import UserError
@@ -39,25 +38,24 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--downscale", type=int, help="shrink images by this integer factor on load")
 
 
-def _resolve_config(args: argparse.Namespace):
-    from pcf_gs.config import load_config
-
-    cfg = load_config(args.config, args.overrides)
+def _flag_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides followed by the ones the data/device flags stand for (flags win)."""
+    out = list(args.overrides)
     if getattr(args, "format", None):
-        cfg.data.format = args.format
+        out.append(f"data.format={args.format}")
     if getattr(args, "downscale", None):
         if args.downscale < 1:
             raise UserError(f"--downscale must be >= 1, got {args.downscale}")
-        cfg.data.downscale = args.downscale
-    return cfg
+        out.append(f"data.downscale={args.downscale}")
+    if getattr(args, "device", None):
+        out.append(f"device={args.device}")
+    return out
 
 
-def _not_yet(name: str, issue: int) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        print(f"pcf-gs {name}: not available yet in this version (planned, see issue #{issue})", file=sys.stderr)
-        return 1
+def _resolve_config(args: argparse.Namespace):
+    from pcf_gs.config import load_config
 
-    return run
+    return load_config(args.config, _flag_overrides(args))
 
 
 # --------------------------------------------------------------------------- #
@@ -85,18 +83,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from pcf_gs.train import TrainingDiverged, run_training
 
-    extra = {}
-    if args.format:
-        extra["data.format"] = args.format
-    if args.downscale:
-        if args.downscale < 1:
-            raise UserError(f"--downscale must be >= 1, got {args.downscale}")
-        extra["data.downscale"] = args.downscale
-    if args.device:
-        extra["device"] = args.device
     try:
-        res = run_training(Path(args.data), Path(args.out), args.config, args.overrides, resume=args.resume,
-                           progress=not args.quiet, extra=extra)
+        res = run_training(Path(args.data), Path(args.out), args.config, _flag_overrides(args), resume=args.resume,
+                           progress=not args.quiet)
     except KeyboardInterrupt:
         print(f"interrupted: checkpoint saved in {args.out}; continue with --resume", file=sys.stderr)
         return 130

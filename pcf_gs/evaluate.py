@@ -68,15 +68,17 @@ def write_raw_predictions(scene, out: Path, split: str = "test") -> None:
             cv2.imwrite(str(tmp / "pred_surrogateid" / f"{f.name}.png"), f.instances.astype(np.uint16))
 
 
-def test_psnr(run: Path, scene, split: str = "test") -> float | None:
-    """Mean PSNR (dB) of the run's renders of the split's views against the images."""
+def test_psnr(loaded_run: tuple, scene, split: str = "test") -> float | None:
+    """Mean PSNR (dB) of a run's renders of the split's views against the images.
+
+    ``loaded_run`` is what :func:`pcf_gs.render_views.load_run` returns.
+    """
     import torch
 
     from pcf_gs.losses import psnr
     from pcf_gs.model import render_rgb
-    from pcf_gs.render_views import load_run
 
-    params, spec, rec, cfg = load_run(run)
+    params, spec, rec, cfg = loaded_run
     vals = []
     for f in scene.split(split):
         vm = torch.linalg.inv(torch.from_numpy(f.c2w.astype(np.float32)))[None]
@@ -92,13 +94,15 @@ def run_eval(run: Path | None, data: Path, pred: Path, split: str = "test", prog
     from pcf_gs.config import DataConfig, config_from_dict
     from pcf_gs.data import load_scene
 
+    loaded = None
     dcfg = DataConfig()
     if run is not None:
         from pcf_gs.render_views import load_run
 
-        dcfg = config_from_dict(load_run(run)[3]).data
+        loaded = load_run(run)
+        dcfg = config_from_dict(loaded[3]).data
     scene = load_scene(data, dcfg, progress=progress)
     res = evaluate_predictions(scene, Path(pred), split)
-    res["psnr"] = test_psnr(run, scene, split) if run is not None else None
+    res["psnr"] = test_psnr(loaded, scene, split) if loaded is not None else None
     write_json_atomic(Path(pred) / "metrics.json", res)
     return res

@@ -24,6 +24,11 @@ def load_run(run: Path, device: torch.device | str = "cpu"):
     return params, ModelSpec(**ck["spec"]), ck["scene"], ck["config"]
 
 
+def view_of(rec: dict, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(viewmats [1,4,4], Ks [1,3,3]) of frame i of a run's scene record."""
+    return torch.linalg.inv(rec["c2w"][i])[None], rec["K"][i][None]
+
+
 def split_ids(rec: dict, split: str) -> list[int]:
     if split == "train":
         return list(rec["train_ids"])
@@ -53,8 +58,7 @@ def render_run(run: Path, out: Path, split: str = "test", overwrite: bool = True
             (tmp / d).mkdir()
         for i in ids:
             name = rec["frames"][i]
-            vm = torch.linalg.inv(rec["c2w"][i])[None]
-            K = rec["K"][i][None]
+            vm, K = view_of(rec, i)
             rgb, alpha, depth, _ = render_rgb(params, vm, K, W, H, spec.sh_degree, backend=backend, with_depth=True, eps2d=eps2d)
             feats = render_features(params, spec, vm, K, W, H, backend=backend, slow=False, eps2d=eps2d)
             img = (rgb[0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)

@@ -35,18 +35,14 @@ from pcf_gs.kernel import activate_var
 from pcf_gs.model import activated_geometry, render_features, render_rgb
 from pcf_gs.mvoa import assign, associate, build_nodes, hdbscan_prototypes
 from pcf_gs.progress import progress_bar
-from pcf_gs.render_views import load_run, split_ids
+from pcf_gs.render_views import load_run, split_ids, view_of
 
 log = logging.getLogger("pcf_gs")
 
 
-def _views(rec: dict, i: int):
-    return torch.linalg.inv(rec["c2w"][i])[None], rec["K"][i][None]
-
-
 @torch.no_grad()
 def render_all(params, spec, rec, i: int, backend: str, eps2d: float, rgb: bool = False) -> dict:
-    vm, K = _views(rec, i)
+    vm, K = view_of(rec, i)
     W, H = rec["width"], rec["height"]
     f = render_features(params, spec, vm, K, W, H, backend=backend, slow=False, eps2d=eps2d, semantic_probs=True)
     out = {k: v[0] for k, v in f.items()}
@@ -76,7 +72,7 @@ def gaussian_labels_vote(params, rec, view_labels: dict[int, torch.Tensor], num_
     votes = torch.zeros(N, num_labels)
     W, H = rec["width"], rec["height"]
     for i, lab in view_labels.items():
-        vm, K = _views(rec, i)
+        vm, K = view_of(rec, i)
         colors = torch.zeros(N, num_labels, requires_grad=True)
         with torch.enable_grad():
             img, _, _ = rasterize(means, quats, scales, opac, colors, vm, K, W, H, backend=backend, eps2d=eps2d)

@@ -18,6 +18,7 @@ import json
 import logging
 import random
 import signal
+from collections import deque
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -232,7 +233,8 @@ class Trainer:
             return cand
         return cand[torch.randint(len(cand), (n,), generator=self.gen).to(cand.device)]
 
-    def compute_losses(self, step: int) -> dict[str, torch.Tensor]:
+    def compute_losses(self, step: int) -> tuple[dict[str, torch.Tensor], dict]:
+        """Loss terms of one step (``total`` included) and the colour render's meta (for densification)."""
         tc = self.cfg.train
         instance_on = step >= tc.warmup_iterations
         cross_on = step >= tc.cross_view_start and len(self.images) > 1
@@ -245,7 +247,6 @@ class Trainer:
         sh_use = min(step // max(tc.sh_increase_every, 1), self.spec.sh_degree)
         be = self.cfg.render.backend
         rgb, _, _, meta = render_rgb(self.params, vm, Ks, self.W, self.H, sh_use, backend=be, eps2d=self.cfg.render.eps2d)
-        self._meta = meta
         self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, meta)
         gt = self.images[idx].float() / 255.0
         valid = self.valid[idx]
@@ -292,23 +293,23 @@ class Trainer:
                 out["cross_view"], out["cross_mined"] = losses.cross_view_loss(*cents[0], *cents[1], tau=tc.tau)
                 total = total + tc.w_cross * out["cross_view"]
         out["total"] = total
-        return out
+        return out, meta
 
     def train_step(self, step: int) -> dict[str, float]:
         for o in self.optimizers.values():
             o.zero_grad(set_to_none=True)
         self.optimizers["means"].param_groups[0]["lr"] = self._means_lr(step)
-        terms = self.compute_losses(step)
+        terms, meta = self.compute_losses(step)
         total = terms["total"]
         if not torch.isfinite(total):
             return {"nonfinite": 1.0, **{k: float(v.detach()) for k, v in terms.items()}}
         total.backward()
         if self.cfg.train.strategy == "mcmc":
             self.strategy.step_post_backward(
-                self.params, self.optimizers, self.strategy_state, step, self._meta, lr=self._means_lr(step)
+                self.params, self.optimizers, self.strategy_state, step, meta, lr=self._means_lr(step)
             )
         else:
-            self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, self._meta, packed=False)
+            self.strategy.step_post_backward(self.params, self.optimizers, self.strategy_state, step, meta, packed=False)
         for o in self.optimizers.values():
             o.step()
         if step >= self.cfg.train.warmup_iterations:
@@ -349,7 +350,7 @@ class Trainer:
         try:
             with Progress(*columns, disable=not self.progress) as prog, open(metrics_path, "a") as mf:
                 task = prog.add_task("train", total=tc.iterations, completed=self.step, rate="-", info="")
-                step_times: list[float] = []
+                step_times: deque[float] = deque(maxlen=50)  # it/s over the last 50 steps
                 while self.step < tc.iterations:
                     if self._stop:
                         raise KeyboardInterrupt
@@ -382,8 +383,7 @@ class Trainer:
                     if self.step % tc.checkpoint_every == 0 and self.step < tc.iterations:
                         self.save()
                     if step_times:
-                        rate = len(step_times) / max(sum(step_times[-50:]) * len(step_times) / len(step_times[-50:]), 1e-9)
-                        step_times = step_times[-50:]
+                        rate = len(step_times) / max(sum(step_times), 1e-9)
                         info = f"loss {terms['total']:.4f}  #G {len(self.params['means'])}"
                         prog.update(task, completed=self.step, rate=f"{rate:.1f}", info=info)
             self.save()
@@ -417,13 +417,11 @@ def run_training(
     overrides: list[str] | None = None,
     resume: bool = False,
     progress: bool = True,
-    extra: dict | None = None,
 ) -> dict:
     """`pcf-gs train`: load data, train (or resume), write RUN/{config.yaml, checkpoint.pt, metrics.jsonl}.
 
     A new run takes defaults < ``preset`` < ``overrides``. ``--resume`` takes
-    the run's saved config < ``overrides`` (e.g. more iterations); ``extra``
-    holds flag-level settings (``{"device": "cpu"}``) applied last.
+    the run's saved config < ``overrides`` (e.g. more iterations).
     """
     from pcf_gs.config import apply_overrides, load_config
     from pcf_gs.data import load_scene
@@ -440,8 +438,6 @@ def run_training(
         if ck_path.exists():
             raise UserError("already holds a trained run; use --resume to continue it or choose another --out", run_dir)
         cfg = load_config(preset, overrides)
-    for k, v in (extra or {}).items():
-        cfg = apply_overrides(cfg, [f"{k}={v}"])
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     random.seed(cfg.seed)

@@ -41,12 +41,6 @@ def read_rgb(path: Path) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image file, reading it fully (OpenCV has no header-only read)."""
-    img = read_rgb(path)
-    return img.shape[1], img.shape[0]
-
-
 def read_npy(path: Path, kind: str) -> np.ndarray:
     """Load a 2D map from ``.npy``; ``kind`` ("label" or "confidence") picks the checks."""
     if not path.is_file():

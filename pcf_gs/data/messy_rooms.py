@@ -189,10 +189,11 @@ def load_messy_rooms(root: str | Path, cfg: DataConfig | None = None, progress: 
     _check_folder(pred_sem, stems, ".npy", required=True)
     _check_folder(pred_ins, stems, ".npy", required=True)
     has_conf = _check_folder(pred_conf, stems, ".npy", required=False)
-    has_gt = False
-    if cfg.load_ground_truth and (root / "semantic").is_dir() and (root / "instance").is_dir():
-        has_gt = _check_folder(root / "semantic", stems, ".npy", required=True)
-        has_gt = _check_folder(root / "instance", stems, ".npy", required=True) and has_gt
+    # ground truth: used when both folders exist, and then they must be complete
+    has_gt = cfg.load_ground_truth and (root / "semantic").is_dir() and (root / "instance").is_dir()
+    if has_gt:
+        _check_folder(root / "semantic", stems, ".npy", required=True)
+        _check_folder(root / "instance", stems, ".npy", required=True)
     invalid_dir = root / "invalid"
 
     classes = ClassTable.messy_rooms()
