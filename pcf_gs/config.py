@@ -128,8 +128,10 @@ class SegmentConfig:
     """MVOA: smallest 2D mask (pixels) that becomes a node."""
     threshold: float = -1.0
     """MVOA suppression threshold T; < 0 means adaptive (official code)."""
-    score_threshold: float = 0.0
-    """Prototypes with a concentration score below this are dropped."""
+    score_threshold: float = 0.9
+    """MVOA: nodes with a concentration score below this cannot become prototypes (0 = the paper: any node)."""
+    min_views: int = 2
+    """MVOA: a prototype must be the best match of nodes from at least this many training views (1 = off)."""
     hdbscan_samples: int = 20000
     hdbscan_min_cluster_size: int = 50
 

@@ -9,6 +9,18 @@ Greedy association. Sort nodes by S; take the best remaining node as a
 prototype, suppress every remaining node with K(node, prototype) >= T, repeat
 until no node is left. Each prototype is one object.
 
+Prototype filters (ours; both configurable, both off in the paper):
+
+- ``score_threshold``: a node whose concentration score is below it cannot
+  become a prototype. Low-scoring nodes are masks whose pixels disagree in
+  3D — merged masks and boundary slivers from the noisy 2D model — and left
+  in, each becomes a spurious object (measured: on a 25-object scene every
+  prototype with S < 0.9 was one, and they were half the prototypes). Their
+  pixels still get labelled, by the prototype of highest K.
+- ``min_views``: every node is given to its most similar prototype; a
+  prototype backed by nodes from fewer than ``min_views`` distinct training
+  views is dropped — an object has to be seen consistently, not once.
+
 Adaptive threshold (released code). Per view, for each node, the largest
 kernel value to another node of the *same* view computed with mean
 differences halved — two masks of one view are different objects, so this
@@ -84,8 +96,10 @@ def adaptive_threshold(nodes: Nodes) -> float:
     return float(np.mean(per_view)) if per_view else 0.9
 
 
-def associate(nodes: Nodes, threshold: float | None = None, score_threshold: float = 0.0) -> tuple[torch.Tensor, float]:
-    """Greedy suppression. Returns (prototype node indices [P] in pick order, the T used).
+def associate(
+    nodes: Nodes, threshold: float | None = None, score_threshold: float = 0.0, min_views: int = 1
+) -> tuple[torch.Tensor, float]:
+    """Greedy suppression, then the ``min_views`` filter. Returns (prototype node indices [P] in pick order, the T used).
 
     Cost O(M * P) kernel evaluations (M nodes, P prototypes); memory O(M).
     """
@@ -107,7 +121,19 @@ def associate(nodes: Nodes, threshold: float | None = None, score_threshold: flo
         lk = pp_log_kernel(nodes.mu[rest], nodes.var[rest], nodes.mu[idx][None], nodes.var[idx][None])
         alive[rest[lk >= logT]] = False
         alive[idx] = False
-    return torch.tensor(protos, dtype=torch.long), T
+    protos_t = torch.tensor(protos, dtype=torch.long)
+    if min_views > 1 and len(protos_t):
+        protos_t = _filter_by_views(nodes, protos_t, min_views)
+    return protos_t, T
+
+
+def _filter_by_views(nodes: Nodes, protos: torch.Tensor, min_views: int) -> torch.Tensor:
+    """Keep prototypes whose member nodes (nodes of highest K to them) span >= ``min_views`` views."""
+    best, _ = assign(nodes.mu, nodes.var, nodes.mu[protos], nodes.var[protos])  # [M], chunked
+    P = len(protos)
+    seen = torch.zeros(P, int(nodes.view.max()) + 1, dtype=torch.bool)
+    seen[best, nodes.view] = True
+    return protos[seen.sum(1) >= min_views]
 
 
 def assign(mu: torch.Tensor, var: torch.Tensor, proto_mu: torch.Tensor, proto_var: torch.Tensor, chunk: int = 65536):

@@ -147,7 +147,7 @@ def run_segment(
     info: dict = {"clustering": sc.clustering}
     if sc.clustering == "mvoa":
         nodes = build_nodes(mus, vars_, labs, min_pixels=sc.min_pixels)
-        protos, T = associate(nodes, threshold=sc.threshold, score_threshold=sc.score_threshold)
+        protos, T = associate(nodes, threshold=sc.threshold, score_threshold=sc.score_threshold, min_views=sc.min_views)
         proto_mu, proto_var = nodes.mu[protos], nodes.var[protos]
         scores = nodes.score[protos].tolist()
         info.update(nodes=len(nodes), threshold=T)
