@@ -181,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--split", choices=["test", "train", "all"], default="test", help="views to label (default: test)")
     p.add_argument("--clustering", choices=["mvoa", "hdbscan"], help="instance association (default: mvoa)")
-    p.add_argument("--gaussian-labels", choices=["direct", "vote"], default="direct",
-                   help="per-Gaussian instance: kernel against prototypes, or blending-weight vote over views")
+    p.add_argument("--gaussian-labels", choices=["direct", "vote"], default="vote",
+                   help="per-Gaussian instance: blending-weight vote over the training views (default, cleaner objects), or kernel against the prototypes (faster)")
     p.add_argument("--export-ply", action="store_true", help="write objects/, stuff/, scene_labeled.ply, objects.json")
     p.add_argument("--data", metavar="DATA", help="scene folder, if it moved since training")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")

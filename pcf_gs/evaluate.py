@@ -106,3 +106,50 @@ def run_eval(run: Path | None, data: Path, pred: Path, split: str = "test", prog
     res["psnr"] = test_psnr(loaded, scene, split) if loaded is not None else None
     write_json_atomic(Path(pred) / "metrics.json", res)
     return res
+
+
+def object_isolation(splats, scene, depth_dir: Path, split: str = "train", rel_tol: float = 0.03) -> dict:
+    """Does one exported object, rendered alone, show that object and nothing of its neighbours?
+
+    ``splats`` (:class:`pcf_gs.ply.Splats`, world frame) is rendered alone into the
+    split's views of ``scene`` (loaded with ``normalize=False``: world frame too).
+    Rendering alone removes occluders, so only the pixels where the object's rendered
+    depth is not behind the ground-truth depth (``depth_dir/<frame>.png``, uint16 mm,
+    z-depth, as ``pcf-gs synth`` writes) are judged; there its alpha mass is tallied
+    by ground-truth instance. Returns {"object": the GT instance with most mass,
+    "on_object", "on_other_objects", "on_background": fractions of the judged
+    mass, "mass": judged mass in pixels}.
+    """
+    import torch
+
+    from pcf_gs.render import rasterize
+
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    means, quats, scales, opac = t(splats.means), t(splats.quats), torch.exp(t(splats.scales)), torch.sigmoid(t(splats.opacities))
+    tally: dict[int, float] = {}
+    for f in scene.split(split):
+        gt_depth = cv2.imread(str(Path(depth_dir) / f"{f.name}.png"), cv2.IMREAD_UNCHANGED)
+        if gt_depth is None:
+            raise UserError("ground-truth depth missing", Path(depth_dir) / f"{f.name}.png")
+        gt_depth = resize_nearest(gt_depth, f.width, f.height).astype(np.float32) / 1000.0
+        vm = torch.linalg.inv(t(f.c2w))
+        z = means @ vm[:3, :3].T[:, 2] + vm[2, 3]  # camera z of each Gaussian [N]
+        colors = torch.stack([torch.ones_like(z), z], 1)
+        img, alpha, _ = rasterize(means, quats, scales, opac, colors, vm[None], t(f.K)[None], f.width, f.height)
+        a = alpha[0, ..., 0].numpy()
+        depth = (img[0, ..., 1] / alpha[0, ..., 0].clamp_min(1e-6)).numpy()
+        judged = (a > 0.01) & (depth <= gt_depth * (1 + rel_tol))
+        for o in np.unique(f.gt_instances[judged]):
+            tally[int(o)] = tally.get(int(o), 0.0) + float(a[judged & (f.gt_instances == o)].sum())
+    total = sum(tally.values())
+    objs = {o: m for o, m in tally.items() if o > 0}
+    if total <= 0 or not objs:
+        return {"object": None, "on_object": 0.0, "on_other_objects": 0.0, "on_background": 1.0 if total else 0.0, "mass": total}
+    best = max(objs, key=objs.get)
+    return {
+        "object": best,
+        "on_object": objs[best] / total,
+        "on_other_objects": (sum(objs.values()) - objs[best]) / total,
+        "on_background": tally.get(0, 0.0) / total,
+        "mass": total,
+    }
