@@ -82,38 +82,25 @@ def test_embedding_separates_objects_across_views(trained):
 
 def test_exported_object_renders_alone(trained, tmp_path):
     """Each exported object's PLY, rendered alone with the scene's own (world-frame) cameras,
-    lands on its ground-truth object: almost no alpha mass on other objects or the room."""
+    shows that object and (almost) nothing of its neighbours, judged where the object is not
+    hidden behind the ground-truth depth (:func:`pcf_gs.evaluate.object_isolation`)."""
     from pcf_gs.config import DataConfig
     from pcf_gs.data import load_scene
+    from pcf_gs.evaluate import object_isolation
     from pcf_gs.ply import read_ply
-    from pcf_gs.render import rasterize
 
     scene_dir, run = trained
     seg = tmp_path / "seg"
     assert main(["-q", "segment", str(run), "--out", str(seg), "--split", "train", "--export-ply"]) == 0
     scene = load_scene(scene_dir, DataConfig(normalize=False), progress=False)  # world frame, as the files
     objects = json.loads((seg / "objects.json").read_text())["objects"]
-    assert objects
-    checked = 0
-    for obj in objects:
-        s, _ = read_ply(seg / obj["file"])
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-        means, quats, scales = t(s.means), t(s.quats), torch.exp(t(s.scales))
-        opac = torch.sigmoid(t(s.opacities))
-        colors = torch.ones(len(s), 1)
-        inside = outside = 0.0
-        hits: dict[int, float] = {}
-        for f in scene.train_frames:
-            vm = torch.linalg.inv(torch.from_numpy(f.c2w.astype(np.float32)))[None]
-            alpha = rasterize(means, quats, scales, opac, colors, vm, torch.from_numpy(f.K.astype(np.float32))[None],
-                              f.width, f.height)[1][0, ..., 0].numpy()
-            for o in np.unique(f.gt_instances):
-                hits[int(o)] = hits.get(int(o), 0.0) + float(alpha[f.gt_instances == o].sum())
-        total = sum(hits.values())
-        if total < 50:  # a speck, barely visible anywhere
-            continue
-        best = max((o for o in hits if o > 0), key=hits.get)
-        frac_on_object = hits[best] / total
-        assert frac_on_object > 0.8, (obj, {k: round(v / total, 3) for k, v in hits.items() if v / total > 0.01})
-        checked += 1
-    assert checked >= 2
+    res = [object_isolation(read_ply(seg / o["file"])[0], scene, scene_dir / "depth") for o in objects]
+    res = [r for r in res if r["mass"] > 50]  # leave out specks barely visible anywhere
+    assert len(res) >= 2
+    on = np.array([r["on_object"] for r in res])
+    other = np.array([r["on_other_objects"] for r in res])
+    print("on object", on.round(3), "on neighbours", other.round(3))
+    # a 400-step toy run leaves soft, blobby objects (the 25-object benchmark run: median 86% on
+    # the object, 2% on neighbours; docs/results.md); here: clearly more on itself than on others
+    assert np.mean(on > 2 * other) >= 0.7 and np.median(other) < 0.2, (on, other)
+    assert len({r["object"] for r in res}) >= 0.8 * len(res)  # distinct objects, not fragments of one
