@@ -565,7 +565,6 @@ def test_render_ply_and_edit_demo_tool_on_a_tiny_run(tiny_mr, tmp_path, capsys):
     run, seg = tmp_path / "run", tmp_path / "seg"
     assert main(["-q", "train", str(root), "--out", str(run), *FAST]) == 0
     assert main(["-q", "segment", str(run), "--out", str(seg), "--split", "all", "--export-ply"]) == 0
-    ids = E.object_ids(read_ply(seg / "scene_labeled.ply")[0])
     # render the unedited labelled PLY: the same images as rendering the run
     assert main(["-q", "render", str(run), "--out", str(tmp_path / "r0"), "--split", "all"]) == 0
     assert main(["-q", "render", str(run), "--ply", str(seg / "scene_labeled.ply"), "--out", str(tmp_path / "r1"),
@@ -575,17 +574,25 @@ def test_render_ply_and_edit_demo_tool_on_a_tiny_run(tiny_mr, tmp_path, capsys):
         b = cv2.imread(str(tmp_path / "r1" / d / "0.png"))
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, d
     assert not (tmp_path / "r1" / "semantics").exists()
-    # the demo tool on this run writes its before/after images and measurements
+    # the demo tool on this run writes its before/after images and measurements; 24 training steps
+    # find no object and leave the splats faint: make everything opaque and label the Gaussians nearest
+    # to the first camera as object 1
+    s, _ = read_ply(seg / "scene_labeled.ply")
+    s.opacities[:] = 4.0
+    cam = json.loads((root / "metadata.json").read_text())["camera"]["positions"][0]
+    d = np.linalg.norm(s.means - cam, axis=1)
+    s.extra["instance_id"] = (d <= np.quantile(d, 0.3)).astype(np.int32)
+    write_ply(tmp_path / "seg1" / "scene_labeled.ply", s)
     spec = importlib.util.spec_from_file_location("edit_demo", REPO / "tools" / "edit_demo.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     docs = tmp_path / "docs"
-    if ids:
-        assert tool.main(["--run", str(run), "--segment", str(seg), "--out", str(docs), "--work", str(tmp_path / "w")]) == 0
-        for name in ("edit_remove.png", "edit_move.png", "edit_demo.json"):
-            assert (docs / name).is_file(), name
-        m = json.loads((docs / "edit_demo.json").read_text())
-        assert m["remove"]["still_k_fraction"] < 0.01
+    assert tool.main(["--run", str(run), "--segment", str(tmp_path / "seg1"), "--out", str(docs), "--work", str(tmp_path / "w")]) == 0
+    for name in ("edit_remove.png", "edit_move.png", "edit_demo.json"):
+        assert (docs / name).is_file(), name
+    m = json.loads((docs / "edit_demo.json").read_text())
+    assert m["object"] == 1 and m["remove"]["former_pixels"] > 0 and m["remove"]["still_k_fraction"] < 0.01
+    assert 0 <= m["extract"]["alpha_mass_outside_fraction"] <= 1
     capsys.readouterr()
     assert main(["-q", "render", str(run), "--ply", str(tmp_path / "nope.ply"), "--out", str(tmp_path / "r2")]) == 2
     assert "file not found" in capsys.readouterr().err
