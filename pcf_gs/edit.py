@@ -66,7 +66,7 @@ def select(s: Splats, sel) -> np.ndarray:
         if sel.shape != (len(s),):
             raise UserError(f"selection mask has shape {sel.shape}, expected ({len(s)},)")
         return sel.copy()
-    ids = [sel] if np.isscalar(sel) else list(sel)
+    ids = [sel] if np.ndim(sel) == 0 else list(np.asarray(sel).ravel()) if isinstance(sel, np.ndarray) else list(sel)
     if not ids:
         raise UserError("no object IDs given")
     inst = s.extra.get("instance_id")

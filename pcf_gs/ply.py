@@ -55,8 +55,8 @@ class Splats:
     extra: dict = field(default_factory=dict)  # name -> [N] or [N, k] arrays (instance_id, semantic_id, ...)
     # the file's vertex table as read (structured array, one row per Gaussian), or None;
     # write_ply writes it back with only the changed entries replaced (see the module docstring)
-    raw: np.ndarray | None = None
-    ply_info: dict = field(default_factory=dict)  # text, byte_order, comments, obj_info of the file read
+    raw: np.ndarray | None = field(default=None, repr=False)
+    ply_info: dict = field(default_factory=dict, repr=False)  # text, byte_order, comments, obj_info of the file read
 
     def __len__(self) -> int:
         return int(self.means.shape[0])

@@ -2,6 +2,7 @@
 
     python tools/edit_demo.py                                # trains assets/demo first (cpu_fast, ~7 min on 2 cores)
     python tools/edit_demo.py --run RUN --segment SEG        # an existing run and its `segment --export-ply` folder
+    python tools/edit_demo.py --set train.iterations=800 ... # a shorter demo run (overrides as in `pcf-gs train`)
 
 The edits go through the CLI's code path (``pcf_gs.edit_cli.run_edit`` on
 SEG/scene_labeled.ply, i.e. ``pcf-gs edit --remove K`` and ``--translate
@@ -112,13 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--object", type=int, help="object ID to edit (default: the largest in the test views)")
     ap.add_argument("--offset", help="dx,dy,dz for the move (default: sideways in the chosen view, 1.2 object widths)")
     ap.add_argument("--upscale", type=int, default=3, help="render the images at this multiple of the run's resolution")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="training override when the demo is trained here (e.g. --set train.iterations=800)")
     args = ap.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
     if args.run is None:
         from pcf_gs.demo import run_demo
 
         if not (work / "segment" / "scene_labeled.ply").is_file():
-            run_demo(work, "cpu_fast", [], resume=(work / "run" / "checkpoint.pt").exists())
+            run_demo(work, "cpu_fast", args.overrides, resume=(work / "run" / "checkpoint.pt").exists())
         run, seg = work / "run", work / "segment"
     else:
         run = Path(args.run)
@@ -137,7 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     if not any((lab0[i] > 0).any() for i in views):  # nothing labelled in the test views: use every view
         views = split_ids(V.rec, "all")
         lab0 = {i: V.labels(s, i, n_ids) for i in views}
-    area = {(k, i): int((lab0[i] == k).sum()) for k in ids for i in views}
+    def inside(m: np.ndarray) -> bool:  # the footprint does not touch the image border
+        return not (m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())
+
+    # (object, view) with the largest footprint that lies wholly inside the image (else the largest)
+    area = {(j, i): int((lab0[i] == j).sum()) for j in ids for i in views}
+    whole = {key: a for key, a in area.items() if a > 0 and inside(lab0[key[1]] == key[0])}
+    area = {key: whole.get(key, 0) for key in area} if whole else area
     k = args.object if args.object is not None else max(ids, key=lambda j: max(area[(j, i)] for i in views))
     if k not in ids:
         print(f"object {k} is not in {src} (objects: {ids})", file=sys.stderr)
@@ -203,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     write_png(out / "edit_remove.png", side_by_side(before, V.rgb(removed, view, up)[0], "before",
                                                       f"after: pcf-gs edit --remove {k}"))
     write_png(out / "edit_move.png", side_by_side(before, V.rgb(moved, view, up)[0], "before",
-                                                    f"after: --translate {k}=..."))
+                                                    f"after: --translate {k}=" + ",".join(f"{v:.2f}" for v in offset)))
     write_json_atomic(out / "edit_demo.json", res)
     r = res["remove"]
     print(f"object {k} ({cls}), view {res['view']}, {len(views)} views:")
