@@ -241,6 +241,8 @@ def _script_params(kind: str, d: dict, where: str) -> dict:
     p: dict = {}
     if kind == "recolor":
         rgb = need("rgb")
+        if rgb is None:
+            raise UserError(f"{where}: rgb is empty (in YAML quote colours: rgb: '#rrggbb')")
         p["rgb"] = parse_rgb(rgb, where) if isinstance(rgb, str) else _num_list(rgb, 3, "rgb", where)
         if any(not 0 <= x <= 1 for x in p["rgb"]):
             raise UserError(f"{where}: rgb numbers must be in [0, 1] (or use '#rrggbb')")
