@@ -101,9 +101,33 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from pcf_gs.render_views import render_run
 
-    res = render_run(Path(args.run), Path(args.out), split=args.split, progress=not args.quiet)
+    ply = Path(args.ply) if args.ply else None
+    res = render_run(Path(args.run), Path(args.out), split=args.split, progress=not args.quiet, ply=ply)
     psnr = f", PSNR {res['psnr']:.2f} dB" if res["psnr"] is not None else ""
-    print(f"rendered {res['frames']} {args.split} views to {args.out}{psnr}")
+    what = f" of {ply}" if ply else ""
+    print(f"rendered {res['frames']} {args.split} views{what} to {args.out}{psnr}")
+    return 0
+
+
+class _OrderedEdit(argparse.Action):
+    """Collect every edit flag into one list, in command-line order: args.edits = [(kind, value), ...]."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = list(getattr(namespace, "edits", None) or [])
+        items.append((self.dest.removeprefix("edit_"), values))
+        namespace.edits = items
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from pcf_gs.edit_cli import parse_ops, run_edit
+
+    ops = parse_ops(args.edits or [])  # every value is checked before the PLY is read
+    res = run_edit(Path(args.input), Path(args.out), ops, overwrite=args.overwrite,
+                   objects=Path(args.objects) if args.objects else None)
+    for line in res["edits"]:
+        print(f"  {line}")
+    extra = f" (+ {res['objects_json']})" if "objects_json" in res else ""
+    print(f"edited {res['input']} ({res['gaussians_in']} Gaussians) -> {res['output']} ({res['gaussians_out']}){extra}")
     return 0
 
 
@@ -170,11 +194,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("render", help="render a trained run with the scene's cameras")
+    p = sub.add_parser("render", help="render a trained run, or any splat PLY, with the run's cameras")
     p.add_argument("run", metavar="RUN", help="run directory")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (rgb/, alpha/, semantics/, depth/)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (rgb/, alpha/, depth/, and semantics/ without --ply)")
     p.add_argument("--split", choices=["test", "train", "all"], default="test")
+    p.add_argument("--ply", metavar="FILE", help="render this 3DGS PLY (world frame, e.g. an edited scene) instead of the run's model")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("edit", help="remove, extract, recolour, move, rotate, scale or duplicate objects of a splat PLY",
+                       description="Apply edits to a 3DGS PLY, in command-line order, and write a new PLY. "
+                       "ID = an object ID (objects.json / the instance_id property), IDs (3,5), or 'box' "
+                       "(the Gaussians inside the last --box; works on unlabelled PLYs). "
+                       "The input is never modified. See docs/editing.md.")
+    p.add_argument("input", metavar="IN.ply", help="splat file (labelled scene_labeled.ply or any 3DGS PLY)")
+    p.add_argument("--out", required=True, metavar="OUT.ply", help="edited file (written atomically)")
+    add = lambda flag, metavar, help: p.add_argument(  # noqa: E731
+        f"--{flag}", dest=f"edit_{flag}", action=_OrderedEdit, metavar=metavar, help=help)
+    add("remove", "ID", "delete the object's Gaussians (repeatable)")
+    add("extract", "ID", "keep only these Gaussians (repeatable; later edits see only them)")
+    add("recolor", "ID=#rrggbb", "new base colour; view-dependent shading is kept")
+    add("translate", "ID=dx,dy,dz", "move by an offset (world units)")
+    add("rotate", "ID=ax,ay,az,deg", "rotate about the object's centre by deg degrees about axis (ax,ay,az)")
+    add("scale", "ID=s", "scale about the object's centre by s > 0")
+    add("duplicate", "ID=dx,dy,dz", "add a copy moved by an offset; the copy gets a new ID (max + 1)")
+    add("box", "X0,Y0,Z0,X1,Y1,Z1", "axis-aligned box that the target 'box' stands for in later edits")
+    add("script", "EDITS.yaml", "edits from a YAML file, applied here in order (format: docs/editing.md)")
+    p.add_argument("--objects", metavar="JSON", help="objects table of IN (default: <IN stem>.objects.json or objects.json beside IN)")
+    p.add_argument("--overwrite", action="store_true", help="allow OUT to be IN (replaced atomically)")
+    p.set_defaults(func=cmd_edit, edits=[])
 
     p = sub.add_parser("segment", help="consistent panoptic masks, per-Gaussian labels, per-object PLY export")
     p.add_argument("run", metavar="RUN", help="run directory")

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from pcf_gs.checkpoint import load_checkpoint
+from pcf_gs.data.scene import Normalization
 from pcf_gs.errors import UserError
 from pcf_gs.io_utils import atomic_dir, write_json_atomic
 from pcf_gs.model import ModelSpec, render_features, render_rgb
@@ -39,12 +40,37 @@ def split_ids(rec: dict, split: str) -> list[int]:
     raise UserError(f"unknown split {split!r} (train|test|all)")
 
 
+def splats_to_params(s, norm: Normalization) -> dict:
+    """World-frame :class:`~pcf_gs.ply.Splats` -> render params (torch, the run's scene frame):
+    means (x - c) * scale, log-scales + log scale; rotations, opacities and SH unchanged."""
+    f = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    return {
+        "means": f(norm.world_to_scene_points(s.means)),
+        "scales": f(s.scales.astype(np.float64) + np.log(norm.scale)),
+        "quats": f(s.quats), "opacities": f(s.opacities), "sh0": f(s.sh0), "shN": f(s.shN),
+    }
+
+
 @torch.no_grad()
-def render_run(run: Path, out: Path, split: str = "test", overwrite: bool = True, progress: bool = True, backend: str = "auto") -> dict:
+def render_run(run: Path, out: Path, split: str = "test", overwrite: bool = True, progress: bool = True, backend: str = "auto",
+               ply: Path | None = None) -> dict:
     """Write OUT/rgb/<frame>.png, alpha/<frame>.png, semantics/<frame>.png (16-bit class ids),
     depth/<frame>.png (16-bit, millimetres in the original world units) and
-    OUT/metrics.json (PSNR against the frames' images when the data folder is still there)."""
+    OUT/metrics.json (PSNR against the frames' images when the data folder is still there).
+
+    With ``ply`` the splats of that file (world frame, any 3DGS PLY, e.g. an edited
+    scene) are rendered with the run's cameras instead of the run's model; there
+    are no semantics then (rgb/, alpha/, depth/ only)."""
     params, spec, rec, cfg = load_run(run)
+    sh_degree = spec.sh_degree
+    if ply is not None:
+        from pcf_gs.ply import read_ply
+
+        s, _ = read_ply(ply)
+        if len(s) == 0:
+            raise UserError("has no Gaussians to render", ply)
+        params = splats_to_params(s, Normalization.from_dict(rec["normalization"]))
+        sh_degree = int(round(np.sqrt(s.shN.shape[1] + 1))) - 1
     ids = split_ids(rec, split)
     if not ids:
         raise UserError(f"the run's scene has no {split} frames", run)
@@ -54,17 +80,18 @@ def render_run(run: Path, out: Path, split: str = "test", overwrite: bool = True
     eps2d = cfg["render"]["eps2d"]
     psnrs = {}
     with atomic_dir(out, overwrite=overwrite) as tmp, progress_bar("render", len(ids), enabled=progress) as advance:
-        for d in ("rgb", "alpha", "semantics", "depth"):
+        for d in ("rgb", "alpha", "depth") + (("semantics",) if ply is None else ()):
             (tmp / d).mkdir()
         for i in ids:
             name = rec["frames"][i]
             vm, K = view_of(rec, i)
-            rgb, alpha, depth, _ = render_rgb(params, vm, K, W, H, spec.sh_degree, backend=backend, with_depth=True, eps2d=eps2d)
-            feats = render_features(params, spec, vm, K, W, H, backend=backend, slow=False, eps2d=eps2d)
+            rgb, alpha, depth, _ = render_rgb(params, vm, K, W, H, sh_degree, backend=backend, with_depth=True, eps2d=eps2d)
             img = (rgb[0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
             cv2.imwrite(str(tmp / "rgb" / f"{name}.png"), img[:, :, ::-1])
             cv2.imwrite(str(tmp / "alpha" / f"{name}.png"), (alpha[0, :, :, 0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
-            cv2.imwrite(str(tmp / "semantics" / f"{name}.png"), feats["semantics"][0].argmax(-1).numpy().astype(np.uint16))
+            if ply is None:
+                feats = render_features(params, spec, vm, K, W, H, backend=backend, slow=False, eps2d=eps2d)
+                cv2.imwrite(str(tmp / "semantics" / f"{name}.png"), feats["semantics"][0].argmax(-1).numpy().astype(np.uint16))
             dmm = np.clip(depth[0, :, :, 0].numpy() / scale * 1000.0, 0, 65535).astype(np.uint16)
             cv2.imwrite(str(tmp / "depth" / f"{name}.png"), dmm)
             src = root / "color" / f"{name}.png"
@@ -75,6 +102,6 @@ def render_run(run: Path, out: Path, split: str = "test", overwrite: bool = True
                     mse = np.mean((img.astype(np.float64) / 255 - gt) ** 2)
                     psnrs[name] = float(-10 * np.log10(max(mse, 1e-12)))
             advance()
-        summary = {"split": split, "frames": len(ids), "psnr": float(np.mean(list(psnrs.values()))) if psnrs else None, "psnr_per_frame": psnrs}
+        summary = {"split": split, "frames": len(ids), "ply": None if ply is None else str(ply), "psnr": float(np.mean(list(psnrs.values()))) if psnrs else None, "psnr_per_frame": psnrs}
         write_json_atomic(tmp / "metrics.json", summary)
     return summary
