@@ -101,3 +101,21 @@ def test_save_config_atomic(tmp_path):
     save_config(Config(), p)
     assert yaml.safe_load(p.read_text()) == Config().to_dict()
     assert [x.name for x in p.parent.iterdir()] == ["config.yaml"]
+
+
+def test_atomic_outputs_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from pcf_gs.io_utils import atomic_dir, write_text_atomic
+
+    write_text_atomic(tmp_path / "a.txt", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o666 & ~mask
+    os.chmod(tmp_path / "a.txt", 0o640)
+    write_text_atomic(tmp_path / "a.txt", "y")  # replacing keeps the file's mode
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o640
+    with atomic_dir(tmp_path / "d") as d:
+        (d / "f").write_text("z")
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o777 & ~mask
