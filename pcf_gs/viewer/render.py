@@ -36,6 +36,7 @@ from pcf_gs.export import distinct_colors
 from pcf_gs.model import C0
 from pcf_gs.viewer.scene import STUFF, ViewScene
 
+NEAR_PLANE = 0.01  # world units, as the rasterizer's default
 MODES = ("rgb", "semantic", "instance", "uncertainty", "depth")
 MODE_LABELS = {"rgb": "RGB", "semantic": "Semantic", "instance": "Instance", "uncertainty": "Uncertainty", "depth": "Depth"}
 
@@ -158,9 +159,19 @@ class _Visible:
     semantic_rgb: torch.Tensor | None  # [M,3]
     variance: torch.Tensor | None  # [M,1]
     ids: torch.Tensor | None  # [M] long object ids
+    radius: torch.Tensor  # [M] 3 x the largest scale (world units), for frustum culling
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
+
+    def subset(self, idx: torch.Tensor, need: set[str]) -> "_Visible":
+        """The Gaussians ``idx``, with only the geometry and the ``need``-ed fields indexed (others None)."""
+        take = lambda name: None if name not in need or getattr(self, name) is None else getattr(self, name)[idx]  # noqa: E731
+        return _Visible(
+            self.means[idx], self.quats[idx], self.scales[idx], self.opacities[idx], take("sh"),
+            take("recolor_mask"), take("recolor_rgb"), take("instance_rgb"), take("semantic_rgb"),
+            take("variance"), take("ids"), take("radius"),
+        )
 
 
 @dataclass
@@ -259,6 +270,7 @@ class ViewRenderer:
             means=b["means"][idx], quats=b["quats"][idx], scales=b["scales"][idx], opacities=b["opacities"][idx],
             sh=b["sh"][idx], recolor_mask=None, recolor_rgb=None, instance_rgb=pick("instance_rgb"),
             semantic_rgb=pick("semantic_rgb"), variance=pick("variance"), ids=pick("ids"),
+            radius=3.0 * b["scales"][idx].amax(-1),
         )
         if v.ids is not None and state.recolors:
             rm = torch.zeros(len(v), dtype=torch.bool, device=self.device)
@@ -275,19 +287,35 @@ class ViewRenderer:
         return v
 
     # ----------------------------------------------------------------- render
-    def _rgb_colors(self, v: _Visible, viewmat: torch.Tensor) -> torch.Tensor:
+    def _rgb_colors(self, v: _Visible, campos: torch.Tensor) -> torch.Tensor:
         """[M,3] view-dependent colours: max(SH(dir) + 0.5, 0) as gsplat, recolours flat."""
-        deg = self.scene.sh_degree
+        from pcf_gs.viewer.sh import sh_to_rgb
+
+        deg = min(self.scene.sh_degree, 3)
         if deg == 0:
             rgb = (v.sh[:, 0, :] * C0 + 0.5).clamp_min(0)
         else:
-            from gsplat.cuda._torch_impl import _spherical_harmonics  # pure torch, CPU and CUDA
-
-            campos = torch.linalg.inv(viewmat)[:3, 3]
-            rgb = (_spherical_harmonics(deg, v.means - campos, v.sh) + 0.5).clamp_min(0)
+            rgb = sh_to_rgb(v.means, v.sh, campos, deg)
         if v.recolor_mask is not None:
             rgb = torch.where(v.recolor_mask[:, None], v.recolor_rgb, rgb)
         return rgb
+
+    @staticmethod
+    def _in_frustum(v: _Visible, vm: torch.Tensor, K: torch.Tensor, width: int, height: int,
+                    near: float) -> torch.Tensor | None:
+        """Indices of the Gaussians whose 3-sigma sphere reaches into the view frustum,
+        or None when that is (nearly) all of them. Conservative: the rasterizer culls exactly."""
+        p = v.means @ vm[:3, :3].T + vm[:3, 3]
+        x, y, z = p.unbind(-1)
+        r = v.radius
+        tx = 0.5 * width / float(K[0, 0])
+        ty = 0.5 * height / float(K[1, 1])
+        keep = (z + r > near) & ((x.abs() - z * tx) <= r * math.sqrt(1 + tx * tx)) & (
+            (y.abs() - z * ty) <= r * math.sqrt(1 + ty * ty))
+        n = int(keep.sum())
+        if n > 0.75 * len(v):  # indexing every attribute would cost more than it saves
+            return None
+        return keep.nonzero()[:, 0]
 
     @torch.no_grad()
     def render(self, camera: Camera, state: DisplayState, width: int, height: int) -> tuple[np.ndarray, FrameInfo]:
@@ -313,9 +341,17 @@ class ViewRenderer:
             K = torch.as_tensor(camera.K(width, height), dtype=torch.float32, device=dev)
             mode = state.mode
             want_rgb = mode == "rgb" or state.overlay
+            keep = self._in_frustum(v, vm, K, width, height, NEAR_PLANE)
+            if keep is not None:
+                need = {"sh", "recolor_mask", "recolor_rgb"} if want_rgb else set()
+                need |= {"semantic": {"semantic_rgb"}, "instance": {"instance_rgb"},
+                         "uncertainty": {"variance"}}.get(mode, set())
+                v = v.subset(keep, need)
+                M = len(v)
             chans: list[torch.Tensor] = []
             if want_rgb:
-                chans.append(self._rgb_colors(v, vm))
+                campos = torch.as_tensor(camera.c2w[:3, 3], dtype=torch.float32, device=dev)
+                chans.append(self._rgb_colors(v, campos))
             if mode == "semantic":
                 chans.append(v.semantic_rgb)
             elif mode == "instance":
@@ -325,7 +361,7 @@ class ViewRenderer:
             colors = torch.cat(chans, 1) if chans else torch.zeros(M, 1, device=dev)
             out, alpha, _ = rasterize(
                 v.means, v.quats, v.scales, v.opacities, colors, vm[None], K[None], width, height,
-                eps2d=self.eps2d, render_mode="RGB+ED" if mode == "depth" else "RGB",
+                eps2d=self.eps2d, render_mode="RGB+ED" if mode == "depth" else "RGB", near_plane=NEAR_PLANE,
             )
             out, alpha = out[0], alpha[0]
             rgb_img = out[..., :3] + (1 - alpha) * bg if want_rgb else None
