@@ -136,6 +136,15 @@ def test_isolate_hide_recolour(renderer):
     assert np.abs(px(inst, P2) - [0, 255, 0]).max() < 25
 
 
+def test_selection_is_highlighted(renderer):
+    for mode in ("rgb", "depth"):
+        plain, _ = renderer.render(CAM, DisplayState(mode=mode), W, H)
+        hl, _ = renderer.render(CAM, DisplayState(mode=mode, highlight=2), W, H)
+        assert np.abs(px(hl, P2) - px(plain, P2)).max() <= 2, mode  # the selection keeps its brightness
+        assert px(hl, P1).sum() < 0.6 * px(plain, P1).sum(), mode  # the rest is dimmed
+        assert px(hl, PWALL).sum() < 0.6 * px(plain, PWALL).sum(), mode
+
+
 def test_pick_returns_the_object_under_the_pixel(renderer):
     st = DisplayState()
     assert renderer.pick(CAM, st, *P1, W, H) == 1
@@ -393,6 +402,7 @@ def test_render_errors_are_shown_and_the_server_goes_on(app, monkeypatch):
 def test_app_actions_select_isolate_recolour(app, tmp_path):
     app.select(2)
     assert "object #2 (foreground), 300 Gaussians" in app.gui_selection.content
+    assert app.state.highlight == 2
     assert app.gui_select.value.startswith("#2 ")
     app.isolate()
     assert app.state.hidden == frozenset({0, 1})

@@ -324,9 +324,11 @@ class ViewerApp:
 
     # ------------------------------------------------------- object actions
     def select(self, oid: int | None) -> None:
+        """Select object ``oid`` (0: stuff was clicked, None: nothing); it is highlighted."""
         with self._lock:
             self.selected = oid
         self._show_selection()
+        self.update_state(highlight=oid if oid else None)
         log.info("selected %s", oid)
 
     def _all_ids(self) -> set[int]:
@@ -404,7 +406,6 @@ class ViewerApp:
     def report_error(self, e: BaseException, client=None, where: str = "render") -> None:
         """Log an error with its traceback, show it in the panel and as a notification."""
         msg = f"{type(e).__name__}: {e}"
-        self.last_error = msg
         last, when = self._last_error_note
         if msg != last or time.monotonic() - when > 10:
             log.error("viewer %s failed: %s\n%s", where, msg, "".join(traceback.format_exception(e)))
@@ -416,11 +417,12 @@ class ViewerApp:
                     pass
         self.gui_error.content = f"**{where.capitalize()} error** ({time.strftime('%H:%M:%S')}): `{msg}`  \nSee the server log."
         self.gui_error.visible = True
+        self.last_error = msg
 
     def clear_error(self) -> None:
         if self.last_error is not None:
-            self.last_error = None
             self.gui_error.visible = False
+            self.last_error = None
 
 
 class _ClientLoop:

@@ -143,6 +143,10 @@ class ViewerPage:
     def click_button(self, name: str) -> None:
         self.page.get_by_role("button", name=name, exact=True).click()
 
+    def set_checkbox(self, label: str, checked: bool = True) -> None:
+        """Tick (or clear) the panel's checkbox labelled ``label``."""
+        self.page.get_by_label(label, exact=True).set_checked(checked)
+
     def image_region(self) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) of the canvas not covered by the control panel, in CSS pixels."""
         x1 = self.width

@@ -37,6 +37,7 @@ from pcf_gs.model import C0
 from pcf_gs.viewer.scene import STUFF, ViewScene
 
 NEAR_PLANE = 0.01  # world units, as the rasterizer's default
+HIGHLIGHT_DIM = 0.55  # what is not selected is drawn at 45% brightness
 MODES = ("rgb", "semantic", "instance", "uncertainty", "depth")
 MODE_LABELS = {"rgb": "RGB", "semantic": "Semantic", "instance": "Instance", "uncertainty": "Uncertainty", "depth": "Depth"}
 
@@ -108,7 +109,9 @@ class DisplayState:
     """What to show (immutable, so a render thread can hold a snapshot).
 
     ``hidden``: object ids not drawn (0 hides the stuff / unlabelled Gaussians);
-    ``recolors``: (object id, (r, g, b) uint8) pairs; ``background``: uint8 RGB.
+    ``recolors``: (object id, (r, g, b) uint8) pairs; ``highlight``: an object id
+    shown at full brightness while everything else is dimmed (the selection), or None;
+    ``background``: uint8 RGB.
     """
 
     mode: str = "rgb"
@@ -116,6 +119,7 @@ class DisplayState:
     overlay_opacity: float = 0.5
     hidden: frozenset = frozenset()
     recolors: tuple = ()
+    highlight: int | None = None
     background: tuple = (0, 0, 0)
 
     def with_(self, **kw) -> "DisplayState":
@@ -341,12 +345,13 @@ class ViewRenderer:
             K = torch.as_tensor(camera.K(width, height), dtype=torch.float32, device=dev)
             mode = state.mode
             want_rgb = mode == "rgb" or state.overlay
+            highlight = state.highlight if state.highlight and v.ids is not None else None
             keep = self._in_frustum(v, vm, K, width, height, NEAR_PLANE)
             if keep is not None:
                 need = {"sh", "recolor_mask", "recolor_rgb"} if want_rgb else set()
                 need |= {"semantic": {"semantic_rgb"}, "instance": {"instance_rgb"},
                          "uncertainty": {"variance"}}.get(mode, set())
-                v = v.subset(keep, need)
+                v = v.subset(keep, need | ({"ids"} if highlight else set()))
                 M = len(v)
             chans: list[torch.Tensor] = []
             if want_rgb:
@@ -358,6 +363,8 @@ class ViewRenderer:
                 chans.append(v.instance_rgb)
             elif mode == "uncertainty":
                 chans.append(v.variance)
+            if highlight:
+                chans.append((v.ids == int(highlight)).float()[:, None])  # blended: the selection's coverage
             colors = torch.cat(chans, 1) if chans else torch.zeros(M, 1, device=dev)
             out, alpha, _ = rasterize(
                 v.means, v.quats, v.scales, v.opacities, colors, vm[None], K[None], width, height,
@@ -379,6 +386,9 @@ class ViewRenderer:
             if state.overlay and mode != "rgb":
                 a = float(np.clip(state.overlay_opacity, 0, 1))
                 img = (1 - a) * rgb_img + a * img
+            if highlight:
+                sel = out[..., -2:-1] if mode == "depth" else out[..., -1:]
+                img = img * (1 - HIGHLIGHT_DIM * (1 - sel.clamp(0, 1)))
             return _to_uint8(img), FrameInfo(width, height, time.perf_counter() - t0, M)
 
     @staticmethod
