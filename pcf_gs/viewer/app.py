@@ -266,13 +266,17 @@ class ViewerApp:
 
     def _refresh_gui(self) -> None:
         sc = self.scene
-        modes = available_modes(sc)
-        self.gui_mode.options = tuple(MODE_LABELS[m] for m in modes)
-        self.gui_mode.value = MODE_LABELS[self.state.mode]
         notes = "".join(f"\n- {n}" for n in sc.notes)
         self.gui_info.content = (
             f"**pcf-gs viewer** · {len(sc):,} Gaussians · {self.renderer.backend}\n\n{sc.source}" + notes
         )
+        modes = available_modes(sc)
+        signature = (tuple(modes), tuple(o.label() for o in sc.objects), tuple(c.name for c in sc.cameras))
+        if signature == getattr(self, "_gui_signature", None):
+            return  # live updates: only the info line changed (keeps open dropdowns open)
+        self._gui_signature = signature
+        self.gui_mode.options = tuple(MODE_LABELS[m] for m in modes)
+        self.gui_mode.value = MODE_LABELS[self.state.mode]
         self.gui_view.options = ("(choose)",) + tuple(c.name for c in sc.cameras)
         labelled = sc.has_instances
         for h in (self.gui_select, self.gui_isolate, self.gui_hide, self.gui_show_all, self.gui_recolor,
