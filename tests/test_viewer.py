@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 
@@ -459,3 +460,32 @@ def test_live_viewer_follows_training(tiny_mr, tmp_path):
         assert img.shape == (24, 32, 3)
     finally:
         live.stop()
+
+
+def test_train_viewer_cli_serves_until_ctrl_c(tiny_mr, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_train import FAST
+
+    root, _ = tiny_mr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pcf_gs", "-q", "train", str(root), "--out", str(tmp_path / "run"), "--viewer",
+         "--port", "0", *FAST], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "stays up" in line:
+                break
+        out = "".join(lines)
+        assert re.search(r"live viewer at http://localhost:\d+", out), out
+        assert "trained 24 steps" in out and proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()

@@ -214,7 +214,7 @@ class ViewerApp:
             self.gui_mode = gui.add_dropdown("Mode", [MODE_LABELS["rgb"]], initial_value=MODE_LABELS["rgb"])
             self.gui_overlay = gui.add_checkbox("Overlay on RGB", False)
             self.gui_opacity = gui.add_slider("Overlay opacity", 0.0, 1.0, 0.05, 0.5)
-            self.gui_max_side = gui.add_slider("Resolution", 128, 2048, 64, self.max_side,
+            self.gui_max_side = gui.add_slider("Resolution", 128, 2048, 64, int(np.clip(self.max_side, 128, 2048)),
                                                hint="long side of the image when the camera rests (pixels)")
             self.gui_moving = gui.add_slider("Moving resolution", 64, 1024, 32, self.moving_side,
                                              hint="long side at most while the camera moves (lowered to keep 10 fps)")

@@ -75,7 +75,8 @@ class ViewerPage:
         self._pw = sync_playwright().start()
         self._browser = self._pw.chromium.launch(
             executable_path=self.chromium, headless=True,
-            args=["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"],
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+                  "--ignore-gpu-blocklist"],
         )
         self.page = self._browser.new_page(viewport={"width": self.width, "height": self.height})
 
