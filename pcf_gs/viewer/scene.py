@@ -293,6 +293,14 @@ def _segment_labels(seg: Path, n: int) -> tuple[np.ndarray | None, np.ndarray | 
     return inst, sem, read_objects_json(seg / "objects.json")
 
 
+def _segment_is_of(seg: Path, run: Path) -> bool:
+    """Whether ``seg/segment.json`` names ``run`` (by folder name: the path was as typed then)."""
+    try:
+        return Path(json.loads((seg / "segment.json").read_text())["run"]).name == run.name
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def load_run_dir(run: Path, segment: Path | None = None) -> ViewScene:
     """A run directory (``checkpoint.pt``), with labels from ``segment`` or RUN/segment when present."""
     from pcf_gs.render_views import load_run
@@ -304,6 +312,8 @@ def load_run_dir(run: Path, segment: Path | None = None) -> ViewScene:
     candidates = [segment] if segment is not None else [run / "segment", run.parent / "segment"]
     used = None
     for seg in candidates:
+        if seg == run.parent / "segment" and not _segment_is_of(seg, run):
+            continue  # a sibling segment/ made from another run
         if seg is not None and seg.is_dir():
             inst, sem, rows = _segment_labels(seg, n)
             if inst is not None:
