@@ -51,7 +51,7 @@ def test_click_select_isolate_in_chromium(viewer_run, tmp_path):
             page.wait_for_frames(0, timeout=60)  # the first image really streamed to the browser
             t_first = time.monotonic() - t0
             page.dismiss_notifications()
-            page.wait_until_idle()  # the full-resolution frame after the first preview
+            page.wait_until_rendered(0)  # the full-resolution frame after the first preview
             x0, y0, x1, y1 = page.image_region()
             before = page.screenshot(tmp_path / "before.png")[y0:y1, x0:x1]
             seen = _objects_seen(before, colors)
@@ -66,8 +66,7 @@ def test_click_select_isolate_in_chromium(viewer_run, tmp_path):
 
             n = page.frames
             page.click_button("Isolate")
-            page.wait_for_frames(n)
-            page.wait_until_idle()
+            page.wait_until_rendered(n)
             after = page.screenshot(tmp_path / "after.png")[y0:y1, x0:x1]
             seen_after = _objects_seen(after, colors)
             others = sum(c for i, c in seen_after.items() if i != target)

@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pcf_gs.viewer.browser import ViewerPage, classify_object_pixels, interior_point, start_viewer  # noqa: E402
@@ -45,21 +47,28 @@ def main() -> int:
         with ViewerPage(url, args.width, args.height) as page:
             page.wait_for_frames(0, timeout=120)
             page.dismiss_notifications()
-            page.wait_until_idle()
+            page.wait_until_rendered(0)
             if args.select and colors:
                 x0, y0, x1, y1 = page.image_region()
                 lab = classify_object_pixels(page.screenshot()[y0:y1, x0:x1], colors)
-                ids, counts = __import__("numpy").unique(lab[lab > 0], return_counts=True)
+                ids, counts = np.unique(lab[lab > 0], return_counts=True)
                 if len(ids):
-                    target = int(ids[counts.argmax()])
-                    x, y = interior_point(lab == target)
+                    # a well-visible object near the middle of the image
+                    centre = np.array([(x1 - x0) / 2, (y1 - y0) / 2])
+                    big = [int(i) for i, c in zip(ids, counts) if c >= min(1000, counts.max())]
+                    points = {i: interior_point(lab == i) for i in big}
+                    target = min(big, key=lambda i: np.linalg.norm(np.array(points[i]) - centre))
+                    x, y = points[target]
+                    n = page.frames
                     page.click(x0 + x, y0 + y)
                     print(page.wait_for_text(r"Selected: object #\d+"))
+                    page.wait_until_rendered(n)  # the highlight
             if args.overlay:
                 n = page.frames
                 page.set_checkbox("Overlay on RGB")
-                page.wait_for_frames(n)
-            page.wait_until_idle(quiet_ms=1500)
+                page.wait_until_rendered(n)
+            page.dismiss_notifications()
+            page.page.wait_for_timeout(1000)  # the notification's closing animation
             args.out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(args.out)
         print(json.dumps({"screenshot": str(args.out), "url": url}))

@@ -43,6 +43,7 @@ log = logging.getLogger("pcf_gs.viewer")
 T = TypeVar("T")
 REST_SECONDS = 0.25  # the camera counts as resting this long after its last update
 NO_SELECTION = "(none)"
+RENDERING = "rendering full frame…"
 
 
 class RenderExecutor:
@@ -488,6 +489,8 @@ class _ClientLoop:
         self.res.max_side, self.res.moving_side = app.max_side, app.moving_side
         W, H = self.res.size(cam.image_width, cam.image_height, moving=preview)
         state = app.state
+        if not preview:  # a full frame can take a while on a CPU: say so (tests wait for it too)
+            app.gui_stats.content = app.gui_stats.content.split(" · ")[0] + " · " + RENDERING
         img, info = app.executor.call(lambda: app.renderer.render(camera, state, W, H))
         self.res.record(info.seconds, moving=preview)
         self.client.scene.set_background_image(img, format="jpeg", jpeg_quality=75 if preview else 90)

@@ -123,6 +123,27 @@ class ViewerPage:
                 break
         return self.frames
 
+    def wait_until_rendered(self, after: int, timeout: float = 120.0, quiet_ms: int = 300) -> int:
+        """Wait for a frame after ``after`` and then until the viewer reports no full frame in
+        progress and no frame arrived for ``quiet_ms``: the image on screen is the final one."""
+        self.wait_for_frames(after, timeout=timeout, settle_ms=0)
+        stats = self.page.get_by_text(re.compile(r"(full|moving): \d+×\d+")).first
+        deadline = time.monotonic() + timeout
+        last, since = self.frames, time.monotonic()
+        while time.monotonic() < deadline:
+            self.page.wait_for_timeout(100)
+            if self.frames != last:
+                last, since = self.frames, time.monotonic()
+                continue
+            try:
+                busy = "rendering" in stats.inner_text(timeout=1000)
+            except Exception:  # noqa: BLE001 - the panel is re-rendering
+                busy = True
+            if not busy and (time.monotonic() - since) * 1000 >= quiet_ms:
+                self.page.wait_for_timeout(200)  # let the browser draw it
+                return self.frames
+        raise TimeoutError(f"the viewer kept rendering for {timeout:.0f} s")
+
     def wait_for_text(self, pattern: str, timeout: float = 20.0) -> str:
         """The first text node of the page matching the regular expression ``pattern``."""
         loc = self.page.get_by_text(re.compile(pattern)).first
