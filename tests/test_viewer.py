@@ -209,17 +209,31 @@ def test_camera_conventions():
 
 
 def test_adaptive_resolution():
-    res = AdaptiveResolution(max_side=1024, moving_side=256, min_side=64, target_fps=10)
+    res = AdaptiveResolution(max_side=1024, moving_side=256, lod_side=128, min_detail=0.05, target_fps=10)
     assert res.size(1600, 900, moving=False) == (1024, 576)  # capped, aspect kept
     assert res.size(800, 600, moving=False) == (800, 600)  # canvas smaller than the cap
-    assert res.size(1600, 900, moving=True) == (256, 144)
-    for _ in range(20):  # slow frames while moving: smaller, not below min_side
+    assert res.size(1600, 900, moving=True) == (256, 144) and res.frame_detail(True) == 1.0
+    for _ in range(4):  # slow frames while moving: smaller images first ...
         res.record(0.5, moving=True)
-    assert res.size(1600, 900, moving=True)[0] == 64
+    assert res.size(1600, 900, moving=True) == (128, 72) and res.frame_detail(True) == 1.0
+    for _ in range(30):  # ... then fewer Gaussians, not below min_detail
+        res.record(0.5, moving=True)
+    assert res.size(1600, 900, moving=True) == (128, 72) and res.frame_detail(True) == pytest.approx(0.05)
+    assert res.frame_detail(False) == 1.0 and res.size(1600, 900, moving=False) == (1024, 576)  # at rest: all
     res.record(5.0, moving=False)  # frames at rest do not steer
-    for _ in range(40):
+    for _ in range(60):  # fast frames: detail comes back first, then resolution
         res.record(0.01, moving=True)
-    assert res.size(1600, 900, moving=True) == (256, 144)
+    assert res.size(1600, 900, moving=True) == (256, 144) and res.frame_detail(True) == 1.0
+
+
+def test_level_of_detail_draws_the_most_important_gaussians_first(renderer):
+    full, info = renderer.render(CAM, DisplayState(), W, H)
+    part, info_part = renderer.render(CAM, DisplayState(), W, H, detail=0.3)
+    assert info_part.gaussians == math.ceil(0.3 * len(renderer.scene)) < info.gaussians
+    v = renderer._visible(DisplayState())
+    imp = (v.opacities * v.scales.amax(-1) ** 2).numpy()
+    assert np.all(np.diff(imp) <= 1e-12)  # stored in decreasing importance: the preview is a prefix
+    assert part.shape == full.shape and (part != full).any()
 
 
 # --------------------------------------------------------------------------- scenes

@@ -5,11 +5,14 @@
 
 For every (Gaussians, image size) it times each mode — rgb, semantic, instance,
 uncertainty, depth, and instance overlaid on rgb — and reports the median frame
-time, frames/s and the ratio to the baseline measured in the same run (the RGB
-mode at the same size, full resolution). A "moving" row replays what the viewer
+time, the median CPU time of the process per frame (all threads; with
+NUMBA_NUM_THREADS=1 it is what the frame costs one core, whatever else runs on
+the machine), frames/s and the ratio to the baseline measured in the same run
+(the RGB mode at the same size, full resolution). A "moving" row replays what the viewer
 does while the camera moves over a square canvas of that size: the camera orbits
-a little every frame and :class:`AdaptiveResolution` lowers the image size until
-a frame fits the 10 frames/s budget; it reports the steady-state size and rate.
+a little every frame and :class:`AdaptiveResolution` lowers the image size, then
+the share of Gaussians drawn, until a frame fits the 10 frames/s budget; it
+reports the steady-state size, share and rate.
 
 Scenes are made like ``tools/bench_render.py``'s: Gaussians spread over the view
 frustum at depths 2..8 with projected standard deviations log-uniform in
@@ -104,34 +107,44 @@ def bench(n: int, sizes: list[int], reps: int) -> list[dict]:
         for mode, overlay in MODES:
             st = DisplayState(mode=mode, overlay=overlay)
             r.render(cam0, st, res, res)  # warm-up
-            ts = []
+            ts, cpu = [], []
             for k in range(reps):
                 cam = orbit(cam0, 0.01 * k)  # a new view every frame (no caching across frames)
+                c0 = time.process_time()
                 with torch.no_grad():
                     _, info = r.render(cam, st, res, res)
+                cpu.append(time.process_time() - c0)
                 ts.append(info.seconds)
             med = statistics.median(ts)
             if mode == "rgb" and not overlay:
                 base = med
             rows.append({"gaussians": n, "size": res, "mode": mode + ("+overlay" if overlay else ""),
-                         "ms": med * 1000, "best_ms": min(ts) * 1000, "fps": 1 / med, "ratio": med / base})
-            print(f"  {n:>9,} {res}² {rows[-1]['mode']:<17} {med * 1000:8.1f} ms", flush=True)
+                         "ms": med * 1000, "best_ms": min(ts) * 1000, "cpu_ms": statistics.median(cpu) * 1000,
+                         "fps": 1 / med, "ratio": med / base})
+            print(f"  {n:>9,} {res}² {rows[-1]['mode']:<17} {med * 1000:8.1f} ms  (CPU {rows[-1]['cpu_ms']:.1f} ms)",
+                  flush=True)
         # moving: adaptive resolution over a res x res canvas, 10 frames/s budget
-        ar = AdaptiveResolution(max_side=res, moving_side=res, min_side=64, target_fps=10)
-        ts, sides = [], []
+        ar = AdaptiveResolution(max_side=res, moving_side=res, target_fps=10)
+        ts, sides, cpu, details = [], [], [], []
         st = DisplayState(mode="rgb")
-        for k in range(reps * 4):
+        for k in range(reps * 5):
             w, h = ar.size(res, res, moving=True)
-            _, info = r.render(orbit(cam0, 0.01 * k), st, w, h)
+            d = ar.frame_detail(moving=True)
+            c0 = time.process_time()
+            _, info = r.render(orbit(cam0, 0.01 * k), st, w, h, detail=d)
+            cpu.append(time.process_time() - c0)
             ar.record(info.seconds, moving=True)
             ts.append(info.seconds)
             sides.append(w)
-        tail = ts[len(ts) // 2:]
-        med = statistics.median(tail)
+            details.append(d)
+        h2 = len(ts) // 2  # steady state: the second half
+        med = statistics.median(ts[h2:])
         rows.append({"gaussians": n, "size": res, "mode": "rgb moving (adaptive)", "ms": med * 1000,
-                     "best_ms": min(tail) * 1000, "fps": 1 / med, "ratio": med / base,
-                     "moving_side": int(statistics.median(sides[len(sides) // 2:]))})
-        print(f"  {n:>9,} {res}² rgb moving          {med * 1000:8.1f} ms at {rows[-1]['moving_side']}²", flush=True)
+                     "best_ms": min(ts[h2:]) * 1000, "cpu_ms": statistics.median(cpu[h2:]) * 1000,
+                     "fps": 1 / med, "ratio": med / base, "moving_side": int(statistics.median(sides[h2:])),
+                     "detail": float(statistics.median(details[h2:]))})
+        print(f"  {n:>9,} {res}² rgb moving          {med * 1000:8.1f} ms at {rows[-1]['moving_side']}², "
+              f"{rows[-1]['detail']:.0%} of the Gaussians (CPU {rows[-1]['cpu_ms']:.1f} ms)", flush=True)
     return rows
 
 
@@ -152,12 +165,12 @@ def main() -> int:
     for n in args.gaussians:
         rows += bench(n, args.sizes, args.reps)
     table = Table(title="viewer render call (CPU), median of warmed-up frames")
-    for c in ("Gaussians", "image", "mode", "ms", "best ms", "frames/s", "× RGB"):
+    for c in ("Gaussians", "image", "mode", "ms", "best ms", "CPU ms", "frames/s", "× RGB"):
         table.add_column(c, justify="right")
     for r in rows:
-        img = f"{r['size']}²" + (f" (moving: {r['moving_side']}²)" if "moving_side" in r else "")
+        img = f"{r['size']}²" + (f" (moving: {r['moving_side']}², {r['detail']:.0%})" if "moving_side" in r else "")
         table.add_row(f"{r['gaussians']:,}", img, r["mode"], f"{r['ms']:.1f}", f"{r['best_ms']:.1f}",
-                      f"{r['fps']:.1f}", f"{r['ratio']:.2f}")
+                      f"{r['cpu_ms']:.1f}", f"{r['fps']:.1f}", f"{r['ratio']:.2f}")
     Console().print(table)
     meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "numba_threads": os.environ.get("NUMBA_NUM_THREADS"),
             "torch": torch.__version__, "python": platform.python_version(), "load_avg": os.getloadavg()}

@@ -488,10 +488,11 @@ class _ClientLoop:
         camera = Camera.from_wxyz_position(cam.wxyz, cam.position, cam.fov)
         self.res.max_side, self.res.moving_side = app.max_side, app.moving_side
         W, H = self.res.size(cam.image_width, cam.image_height, moving=preview)
+        detail = self.res.frame_detail(moving=preview)
         state = app.state
         if not preview:  # a full frame can take a while on a CPU: say so (tests wait for it too)
             app.gui_stats.content = app.gui_stats.content.split(" · ")[0] + " · " + RENDERING
-        img, info = app.executor.call(lambda: app.renderer.render(camera, state, W, H))
+        img, info = app.executor.call(lambda: app.renderer.render(camera, state, W, H, detail=detail))
         self.res.record(info.seconds, moving=preview)
         self.client.scene.set_background_image(img, format="jpeg", jpeg_quality=75 if preview else 90)
         app.frames_sent += 1
@@ -502,6 +503,7 @@ class _ClientLoop:
             app.gui_stats.content = (
                 f"{'moving' if preview else 'full'}: {info.width}×{info.height}, "
                 f"{info.seconds * 1000:.0f} ms, {info.gaussians:,} Gaussians drawn"
+                + (f" ({detail:.0%} detail)" if detail < 1 else "")
             )
 
 

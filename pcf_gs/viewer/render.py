@@ -168,6 +168,12 @@ class _Visible:
     def __len__(self) -> int:
         return int(self.means.shape[0])
 
+    def prefix(self, k: int) -> "_Visible":
+        """The first ``k`` Gaussians (views, no copies); they are stored most important first."""
+        return _Visible(*(None if f is None else f[:k] for f in (
+            self.means, self.quats, self.scales, self.opacities, self.sh, self.recolor_mask, self.recolor_rgb,
+            self.instance_rgb, self.semantic_rgb, self.variance, self.ids, self.radius)))
+
     def subset(self, idx: torch.Tensor, need: set[str]) -> "_Visible":
         """The Gaussians ``idx``, with only the geometry and the ``need``-ed fields indexed (others None)."""
         take = lambda name: None if name not in need or getattr(self, name) is None else getattr(self, name)[idx]  # noqa: E731
@@ -185,7 +191,7 @@ class FrameInfo:
     width: int
     height: int
     seconds: float
-    gaussians: int
+    gaussians: int  # drawn (after visibility, level of detail and frustum culling)
 
 
 class ViewRenderer:
@@ -222,7 +228,6 @@ class ViewRenderer:
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=dev)  # noqa: E731
         opac = torch.sigmoid(t(s.opacities))
         alive = opac >= 1.0 / 255.0  # culled by the rasterizer anyway
-        self._alive = alive
         base = {
             "means": t(s.means),
             "quats": torch.nn.functional.normalize(t(s.quats), dim=-1),
@@ -248,12 +253,14 @@ class ViewRenderer:
             base["variance"] = v
             lv = torch.log(v[alive.nonzero()[:, 0]] if bool(alive.any()) else v)
             lo, hi = (float(x) for x in torch.quantile(lv.flatten()[:1_000_000].cpu(), torch.tensor([0.02, 0.98])))
-            self.log_var_range = (lo, hi if hi > lo + 1e-3 else lo + 1.0)
+            log_var_range = (lo, hi if hi > lo + 1e-3 else lo + 1.0)
         else:
-            self.log_var_range = (0.0, 1.0)
-        with self.lock:
+            log_var_range = (0.0, 1.0)
+        with self.lock:  # swap everything at once: a render holds the lock for its whole frame
             self.scene = scene
             self._base = base
+            self._alive = alive
+            self.log_var_range = log_var_range
             self._generation += 1
             self._cache_key = None
             self._cache = None
@@ -269,6 +276,9 @@ class ViewRenderer:
             hidden = torch.as_tensor(sorted(state.hidden), dtype=torch.long, device=self.device)
             mask &= ~torch.isin(ids, hidden)
         idx = mask.nonzero()[:, 0]
+        # most important first (opacity x largest scale^2), so a moving frame's subset is a prefix
+        importance = b["opacities"][idx] * b["scales"][idx].amax(-1) ** 2
+        idx = idx[torch.argsort(importance, descending=True)]
         pick = lambda k: None if b.get(k) is None else b[k][idx]  # noqa: E731
         v = _Visible(
             means=b["means"][idx], quats=b["quats"][idx], scales=b["scales"][idx], opacities=b["opacities"][idx],
@@ -322,8 +332,13 @@ class ViewRenderer:
         return keep.nonzero()[:, 0]
 
     @torch.no_grad()
-    def render(self, camera: Camera, state: DisplayState, width: int, height: int) -> tuple[np.ndarray, FrameInfo]:
-        """Render ``state`` seen by ``camera`` as a [height, width, 3] uint8 image."""
+    def render(self, camera: Camera, state: DisplayState, width: int, height: int,
+               detail: float = 1.0) -> tuple[np.ndarray, FrameInfo]:
+        """Render ``state`` seen by ``camera`` as a [height, width, 3] uint8 image.
+
+        ``detail`` < 1 draws only that share of the visible Gaussians, the most
+        important first (opacity x largest scale^2): a cheaper preview while moving.
+        """
         import time
 
         from pcf_gs.render import rasterize
@@ -335,6 +350,8 @@ class ViewRenderer:
             if reason:
                 raise ValueError(reason)
             v = self._visible(state)
+            if detail < 1.0:
+                v = v.prefix(max(1, int(math.ceil(detail * len(v)))))
             dev = self.device
             bg = torch.tensor(state.background, dtype=torch.float32, device=dev) / 255.0
             M = len(v)
@@ -456,36 +473,52 @@ def _to_uint8(img: torch.Tensor) -> np.ndarray:
 
 @dataclass
 class AdaptiveResolution:
-    """Image size per frame: reduced while the camera moves, full when it rests.
+    """Image size and level of detail per frame: reduced while the camera moves, full at rest.
 
-    While moving, the long side starts at ``moving_side`` and is scaled down
-    (x0.8, not below ``min_side``) whenever a frame takes longer than
-    ``1 / target_fps`` and back up (x1.15, up to ``moving_side``) when it takes
-    less than 60% of that. At rest the long side is the canvas's, capped at
-    ``max_side``. Sizes keep the canvas aspect ratio.
+    While moving, the long side starts at ``moving_side``. Whenever a frame takes
+    longer than ``1 / target_fps`` the long side is scaled down (x0.8) to
+    ``lod_side``, and below that the share of Gaussians drawn (``detail``, the most
+    opaque and largest first) is lowered (x0.7, to ``min_detail``) — at low
+    resolution most of a frame's cost is per Gaussian, not per pixel. When frames
+    take less than 60% of the budget, detail comes back first, then resolution
+    (x1.15). At rest every Gaussian is drawn and the long side is the canvas's,
+    capped at ``max_side``. Sizes keep the canvas aspect ratio.
     """
 
     max_side: int = 1024
     moving_side: int = 256
-    min_side: int = 64
+    lod_side: int = 128
+    min_detail: float = 0.05
     target_fps: float = 10.0
     _scale: float = field(default=1.0, repr=False)
+    detail: float = field(default=1.0, repr=False)
 
     def size(self, canvas_w: int, canvas_h: int, moving: bool) -> tuple[int, int]:
         canvas_w, canvas_h = max(int(canvas_w), 1), max(int(canvas_h), 1)
         long_side = max(canvas_w, canvas_h)
         side = min(long_side, self.max_side)
         if moving:
-            side = min(side, max(self.min_side, int(round(self.moving_side * self._scale))))
+            side = min(side, max(min(self.lod_side, self.moving_side), int(round(self.moving_side * self._scale))))
         f = side / long_side
         return max(1, int(round(canvas_w * f))), max(1, int(round(canvas_h * f)))
 
+    def frame_detail(self, moving: bool) -> float:
+        """Share of the Gaussians to draw in this frame."""
+        return self.detail if moving else 1.0
+
     def record(self, seconds: float, moving: bool) -> None:
-        """Feed back how long a frame took (only moving frames steer the scale)."""
+        """Feed back how long a frame took (only moving frames steer)."""
         if not moving:
             return
         budget = 1.0 / self.target_fps
+        floor = min(self.lod_side, self.moving_side) / max(self.moving_side, 1)
         if seconds > budget:
-            self._scale = max(self._scale * 0.8, self.min_side / max(self.moving_side, 1))
+            if self._scale > floor + 1e-9:
+                self._scale = max(self._scale * 0.8, floor)
+            else:
+                self.detail = max(self.detail * 0.7, self.min_detail)
         elif seconds < 0.6 * budget:
-            self._scale = min(self._scale * 1.15, 1.0)
+            if self.detail < 1.0:
+                self.detail = min(self.detail * 1.25, 1.0)
+            else:
+                self._scale = min(self._scale * 1.15, 1.0)
