@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `pcf-gs view` runs (see cli.cmd_view); before torch loads
 
 MODES = [("rgb", False), ("semantic", False), ("instance", False), ("uncertainty", False), ("depth", False),
          ("instance", True)]
@@ -160,7 +161,6 @@ def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    torch.set_num_threads(int(os.environ.get("NUMBA_NUM_THREADS", str(os.cpu_count() or 1))))
     rows = []
     for n in args.gaussians:
         rows += bench(n, args.sizes, args.reps)
@@ -173,6 +173,7 @@ def main() -> int:
                       f"{r['cpu_ms']:.1f}", f"{r['fps']:.1f}", f"{r['ratio']:.2f}")
     Console().print(table)
     meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "numba_threads": os.environ.get("NUMBA_NUM_THREADS"),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(), "load_avg": os.getloadavg()}
     Path(args.out).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(f"wrote {args.out}")
