@@ -92,49 +92,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     from pcf_gs.train import TrainingDiverged, run_training
 
     live = None
-    if args.viewer:
-        from pcf_gs.viewer.app import LiveTrainingViewer
+    try:  # whatever happens, the live viewer's server threads are stopped (or the process would not exit)
+        trainer = []
+        on_step = None
+        if args.viewer:
+            from pcf_gs.viewer.app import LiveTrainingViewer
 
-        live = LiveTrainingViewer(args.host, args.port)
-        print(f"pcf-gs train: live viewer at {live.url}", flush=True)
-    trainer = []
-    on_step = None
-    if live is not None:
-        def on_step(tr):
-            if not trainer:
-                trainer.append(tr)
-            live.on_step(tr)
-    try:
-        res = run_training(Path(args.data), Path(args.out), args.config, _flag_overrides(args), resume=args.resume,
-                           progress=not args.quiet, on_step=on_step)
-    except KeyboardInterrupt:
-        if live is not None:
-            live.stop()
-        print(f"interrupted: checkpoint saved in {args.out}; continue with --resume", file=sys.stderr)
-        return 130
-    except TrainingDiverged as e:
-        if live is not None:
-            live.stop()
-        print(f"pcf-gs train: {e}", file=sys.stderr)
-        return 1
-    except BaseException:
-        if live is not None:
-            live.stop()
-        raise
-    Console().print(
-        f"[green]trained[/green] {res['steps']} steps in {res['seconds']:.0f} s, {res['num_gaussians']} Gaussians -> {args.out}"
-    )
-    if live is not None:
-        live.finish(trainer[0] if trainer else None)
-        print(f"pcf-gs train: the viewer stays up at {live.url}; Ctrl-C to quit", flush=True)
+            live = LiveTrainingViewer(args.host, args.port)
+            print(f"pcf-gs train: live viewer at {live.url}", flush=True)
+
+            def on_step(tr):
+                if not trainer:
+                    trainer.append(tr)
+                live.on_step(tr)
         try:
-            while True:
-                time.sleep(3600)
+            res = run_training(Path(args.data), Path(args.out), args.config, _flag_overrides(args),
+                               resume=args.resume, progress=not args.quiet, on_step=on_step)
         except KeyboardInterrupt:
-            pass
-        finally:
+            print(f"interrupted: checkpoint saved in {args.out}; continue with --resume", file=sys.stderr)
+            return 130
+        except TrainingDiverged as e:
+            print(f"pcf-gs train: {e}", file=sys.stderr)
+            return 1
+        Console().print(
+            f"[green]trained[/green] {res['steps']} steps in {res['seconds']:.0f} s, {res['num_gaussians']} Gaussians -> {args.out}"
+        )
+        if live is not None:
+            try:
+                live.finish(trainer[0] if trainer else None)
+                print(f"pcf-gs train: the viewer stays up at {live.url}; Ctrl-C to quit", flush=True)
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+        return 0
+    finally:
+        if live is not None:
             live.stop()
-    return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:

@@ -589,17 +589,20 @@ def serve(target: str | Path, host: str = "127.0.0.1", port: int = 8080, *, mode
     if reason:
         raise UserError(f"--mode {mode}: {reason}", target)
     app = ViewerApp(scene, host, port, mode=mode, device=device, export_dir=export_dir, max_side=max_side)
-    print(f"pcf-gs viewer: {scene.source} ({len(scene):,} Gaussians, {app.renderer.backend})", flush=True)
-    print(f"pcf-gs viewer: open {app.url}  (remote: ssh -L {app.server.get_port()}:localhost:{app.server.get_port()} HOST)",
-          flush=True)
-    if on_ready is not None:
-        on_ready(app)
-    if wait:
-        try:
+    try:  # the server's threads must be stopped on every way out, or the process would not exit
+        print(f"pcf-gs viewer: {scene.source} ({len(scene):,} Gaussians, {app.renderer.backend})", flush=True)
+        port = app.server.get_port()
+        print(f"pcf-gs viewer: open {app.url}  (remote: ssh -L {port}:localhost:{port} HOST)", flush=True)
+        if on_ready is not None:
+            on_ready(app)
+        if wait:
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            app.stop()
+    except KeyboardInterrupt:
+        pass
+    except BaseException:
+        app.stop()
+        raise
+    if wait:
+        app.stop()
     return app
