@@ -158,6 +158,7 @@ class Trainer:
             else self.strategy.initialize_state(scene_scale=self.scene_scale)
         )
         self._stop = False
+        self.on_step = None  # optional callable(trainer) after every step (pcf-gs train --viewer)
 
     # ------------------------------------------------------------------ setup
     def init_model(self) -> None:
@@ -386,6 +387,8 @@ class Trainer:
                         rate = len(step_times) / max(sum(step_times), 1e-9)
                         info = f"loss {terms['total']:.4f}  #G {len(self.params['means'])}"
                         prog.update(task, completed=self.step, rate=f"{rate:.1f}", info=info)
+                    if self.on_step is not None:
+                        self.on_step(self)
             self.save()
         except KeyboardInterrupt:
             self.save()
@@ -417,11 +420,13 @@ def run_training(
     overrides: list[str] | None = None,
     resume: bool = False,
     progress: bool = True,
+    on_step=None,
 ) -> dict:
     """`pcf-gs train`: load data, train (or resume), write RUN/{config.yaml, checkpoint.pt, metrics.jsonl}.
 
     A new run takes defaults < ``preset`` < ``overrides``. ``--resume`` takes
     the run's saved config < ``overrides`` (e.g. more iterations).
+    ``on_step(trainer)``, if given, runs after every step (the live viewer).
     """
     from pcf_gs.config import apply_overrides, load_config
     from pcf_gs.data import load_scene
@@ -450,4 +455,5 @@ def run_training(
         tr.load_state_dict(ck)
     else:
         tr.init_model()
+    tr.on_step = on_step
     return tr.fit()

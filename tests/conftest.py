@@ -82,3 +82,22 @@ def tiny_mr(tmp_path: Path):
     root = tmp_path / "scene"
     info = write_tiny_messy_rooms(root)
     return root, info
+
+
+@pytest.fixture(scope="session")
+def viewer_run(tmp_path_factory):
+    """A tiny trained + segmented run of the shipped demo scene (64 px, 200 steps, ~20 s):
+    RUN/checkpoint.pt, RUN/segment/{scene_labeled.ply, objects.json, gaussian_*_ids.npy}."""
+    from pcf_gs.cli import main
+
+    repo = Path(__file__).resolve().parent.parent
+    run = tmp_path_factory.mktemp("viewer") / "run"
+    assert main([
+        "-q", "train", str(repo / "assets" / "demo"), "--out", str(run), "--config", "cpu_fast",
+        "--set", "data.max_size=64", "--set", "model.init_points=3000", "--set", "train.iterations=200",
+        "--set", "train.warmup_iterations=60", "--set", "train.cross_view_start=100000",
+        "--set", "train.densify_from=40", "--set", "train.densify_until=150", "--set", "train.log_every=50",
+        "--set", "train.pixels_per_view=256",
+    ]) == 0
+    assert main(["-q", "segment", str(run), "--out", str(run / "segment"), "--export-ply", "--split", "test"]) == 0
+    return run
