@@ -487,7 +487,10 @@ def test_train_viewer_cli_serves_until_ctrl_c(tiny_mr, tmp_path):
     root, _ = tiny_mr
     proc = subprocess.Popen(
         [sys.executable, "-X", "faulthandler", "-m", "pcf_gs", "-q", "train", str(root), "--out", str(tmp_path / "run"), "--viewer",
-         "--port", "0", *FAST], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+         "--port", "0", *FAST], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy(),
+        # a test run started in the background inherits SIGINT ignored (as shells do for `cmd &`); a user's
+        # terminal has the default disposition, which the child gets back here
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     try:
         for line in proc.stdout:
