@@ -486,8 +486,11 @@ def test_train_viewer_cli_serves_until_ctrl_c(tiny_mr, tmp_path):
 
     root, _ = tiny_mr
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pcf_gs", "-q", "train", str(root), "--out", str(tmp_path / "run"), "--viewer",
-         "--port", "0", *FAST], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+        [sys.executable, "-X", "faulthandler", "-m", "pcf_gs", "-q", "train", str(root), "--out", str(tmp_path / "run"), "--viewer",
+         "--port", "0", *FAST], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy(),
+        # a test run started in the background inherits SIGINT ignored (as shells do for `cmd &`); a user's
+        # terminal has the default disposition, which the child gets back here
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     try:
         for line in proc.stdout:
@@ -498,7 +501,12 @@ def test_train_viewer_cli_serves_until_ctrl_c(tiny_mr, tmp_path):
         assert re.search(r"live viewer at http://localhost:\d+", out), out
         assert "trained 24 steps" in out and proc.poll() is None
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0
+        try:
+            rc = proc.wait(60)
+        except subprocess.TimeoutExpired:  # show where it hangs (faulthandler dumps every thread on SIGABRT)
+            proc.send_signal(signal.SIGABRT)
+            pytest.fail("no exit after Ctrl-C:\n" + proc.communicate(timeout=10)[0][-8000:])
+        assert rc == 0
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -596,8 +596,8 @@ def serve(target: str | Path, host: str = "127.0.0.1", port: int = 8080, *, mode
         if on_ready is not None:
             on_ready(app)
         if wait:
-            while True:
-                time.sleep(3600)
+            while True:  # short sleeps: the kernel may deliver Ctrl-C to a server thread, and Python
+                time.sleep(0.2)  # only runs the handler when the main thread wakes up
     except KeyboardInterrupt:
         pass
     except BaseException:
