@@ -33,10 +33,12 @@ CONFIGS = [(64, 1_000), (128, 10_000), (256, 50_000), (512, 200_000)]
 CHANNELS = [3, 16]
 
 
-def make_scene(res: int, n: int, d: int, seed: int = 0):
+def frustum_gaussians(n: int, res: int, g):
+    """n random Gaussians filling a res x res view from the identity camera (depths 2-8, projected
+    std 0.4-3 px, anisotropic, random rotations). Draws from generator ``g`` in a fixed order.
+    Returns (means [n,3], quats [n,4], scales [n,3], opacities [n], u [n,2] pixel positions)."""
     import torch
 
-    g = torch.Generator().manual_seed(seed)
     f = float(res)  # ~53 degree field of view
     z = 2.0 + 6.0 * torch.rand(n, generator=g)
     u = (torch.rand(n, 2, generator=g) * 1.1 - 0.05) * res  # a bit past the borders
@@ -49,6 +51,15 @@ def make_scene(res: int, n: int, d: int, seed: int = 0):
     scales = (sig_px * z / f)[:, None] * aniso
     quats = torch.randn(n, 4, generator=g)
     opac = 0.05 + 0.95 * torch.rand(n, generator=g)
+    return means, quats, scales, opac, u
+
+
+def make_scene(res: int, n: int, d: int, seed: int = 0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    f = float(res)
+    means, quats, scales, opac, _ = frustum_gaussians(n, res, g)
     colors = torch.rand(n, d, generator=g)
     viewmats = torch.eye(4)[None]
     Ks = torch.tensor([[f, 0, res / 2], [0, f, res / 2], [0, 0, 1.0]])[None]

@@ -47,19 +47,11 @@ def make_scene(n: int, seed: int = 0, ref_res: int = 512):
     from pcf_gs.ply import Splats
     from pcf_gs.viewer.scene import CameraPreset, ViewScene, objects_table
 
+    from tools.bench_render import frustum_gaussians
+
     g = torch.Generator().manual_seed(seed)
-    f = float(ref_res)  # ~53 degree field of view
-    z = 2.0 + 6.0 * torch.rand(n, generator=g)
-    u = (torch.rand(n, 2, generator=g) * 1.1 - 0.05) * ref_res
-    xy = (u - ref_res / 2) * z[:, None] / f
-    means = torch.cat([xy, z[:, None]], 1)
-    lo, hi = math.log(0.4), math.log(3.0)
-    sig_px = torch.exp(lo + (hi - lo) * torch.rand(n, generator=g))
-    aniso = 1.0 + 2.0 * torch.rand(n, 3, generator=g)
-    aniso = aniso / aniso.max(1, keepdim=True).values
-    scales = (sig_px * z / f)[:, None] * aniso
-    quats = torch.randn(n, 4, generator=g)
-    opac = 0.05 + 0.95 * torch.rand(n, generator=g)
+    f = float(ref_res)
+    means, quats, scales, opac, u = frustum_gaussians(n, ref_res, g)
     sh0 = torch.randn(n, 1, 3, generator=g) * 0.8
     shN = torch.randn(n, 15, 3, generator=g) * 0.05
     # objects: 50 spatial clusters (by position), the rest stuff
