@@ -111,16 +111,21 @@ class ViewerPage:
         self.page.wait_for_timeout(settle_ms)
         return self.frames
 
-    def wait_until_idle(self, quiet_ms: int = 800, timeout: float = 30.0) -> int:
-        """Wait until no frame arrived for ``quiet_ms`` (the full-resolution frame after a change)."""
+    def _wait_quiet(self, quiet_ms: int, timeout: float, busy=lambda: False) -> bool:
+        """Poll until no frame arrived for ``quiet_ms`` and ``busy()`` is false; False on timeout."""
         deadline = time.monotonic() + timeout
         last, since = self.frames, time.monotonic()
         while time.monotonic() < deadline:
             self.page.wait_for_timeout(100)
             if self.frames != last:
                 last, since = self.frames, time.monotonic()
-            elif (time.monotonic() - since) * 1000 >= quiet_ms:
-                break
+            elif (time.monotonic() - since) * 1000 >= quiet_ms and not busy():
+                return True
+        return False
+
+    def wait_until_idle(self, quiet_ms: int = 800, timeout: float = 30.0) -> int:
+        """Wait until no frame arrived for ``quiet_ms`` (the full-resolution frame after a change)."""
+        self._wait_quiet(quiet_ms, timeout)
         return self.frames
 
     def wait_until_rendered(self, after: int, timeout: float = 120.0, quiet_ms: int = 300) -> int:
@@ -128,21 +133,17 @@ class ViewerPage:
         progress and no frame arrived for ``quiet_ms``: the image on screen is the final one."""
         self.wait_for_frames(after, timeout=timeout, settle_ms=0)
         stats = self.page.get_by_text(re.compile(r"(full|moving): \d+×\d+")).first
-        deadline = time.monotonic() + timeout
-        last, since = self.frames, time.monotonic()
-        while time.monotonic() < deadline:
-            self.page.wait_for_timeout(100)
-            if self.frames != last:
-                last, since = self.frames, time.monotonic()
-                continue
+
+        def busy() -> bool:
             try:
-                busy = "rendering" in stats.inner_text(timeout=1000)
+                return "rendering" in stats.inner_text(timeout=1000)
             except Exception:  # noqa: BLE001 - the panel is re-rendering
-                busy = True
-            if not busy and (time.monotonic() - since) * 1000 >= quiet_ms:
-                self.page.wait_for_timeout(200)  # let the browser draw it
-                return self.frames
-        raise TimeoutError(f"the viewer kept rendering for {timeout:.0f} s")
+                return True
+
+        if not self._wait_quiet(quiet_ms, timeout, busy):
+            raise TimeoutError(f"the viewer kept rendering for {timeout:.0f} s")
+        self.page.wait_for_timeout(200)  # let the browser draw it
+        return self.frames
 
     def wait_for_text(self, pattern: str, timeout: float = 20.0) -> str:
         """The first text node of the page matching the regular expression ``pattern``."""
