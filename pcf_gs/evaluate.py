@@ -153,3 +153,59 @@ def object_isolation(splats, scene, depth_dir: Path, split: str = "train", rel_t
         "on_background": tally.get(0, 0.0) / total,
         "mass": total,
     }
+
+
+def instance_boundaries(gt_instances: np.ndarray, gt_semantics: np.ndarray, band: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(boundary [H, W] bool, interior [H, W] bool) of the ground-truth thing masks.
+
+    Both are thing pixels. A boundary pixel has a different (instance, class) pair — another object or
+    stuff — within ``band`` pixels (Chebyshev distance); an interior pixel has none within ``2 * band``,
+    so the two sets are ``band`` pixels apart.
+    """
+    key = gt_instances.astype(np.int64) * 65536 + gt_semantics.astype(np.int64)
+    thing = gt_instances > 0
+
+    def differs_within(r: int) -> np.ndarray:
+        k = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+        # a neighbour differs iff the window's max or min differs from the centre; key fits float64 exactly
+        kf = key.astype(np.float64)
+        return (cv2.dilate(kf, k) != kf) | (cv2.erode(kf, k) != kf)
+
+    boundary = thing & differs_within(band)
+    interior = thing & ~differs_within(2 * band)
+    return boundary, interior
+
+
+def boundary_uncertainty(loaded_run: tuple, scene, split: str = "test", band: int = 1) -> dict:
+    """Rendered embedding variance on instance boundaries against object interiors (PCF-Lift Fig. 5).
+
+    For every view of ``split``: renders var [H, W, E], averages it over E, and pools it over the
+    ground-truth boundary and interior pixels of :func:`instance_boundaries`. Returns mean variance on
+    each (embedding units squared), their ``ratio`` (boundary / interior; > 1 means the model is less
+    sure where objects meet) and the pixel counts. ``loaded_run`` is
+    :func:`pcf_gs.render_views.load_run`'s tuple.
+    """
+    import torch
+
+    from pcf_gs.model import render_features
+
+    params, spec, rec, cfg = loaded_run
+    sums = {"boundary": 0.0, "interior": 0.0}
+    counts = {"boundary": 0, "interior": 0}
+    for f in scene.split(split):
+        if f.gt_instances is None or f.gt_semantics is None:
+            raise UserError("the scene has no ground truth (semantic/ and instance/)", scene.root)
+        vm = torch.linalg.inv(torch.from_numpy(f.c2w.astype(np.float32)))[None]
+        K = torch.from_numpy(f.K.astype(np.float32))[None]
+        with torch.no_grad():
+            out = render_features(params, spec, vm, K, f.width, f.height, backend=cfg["render"]["backend"],
+                                  slow=False, eps2d=cfg["render"]["eps2d"])
+        var = out["var"][0].mean(-1).numpy()
+        b, i = instance_boundaries(f.gt_instances, f.gt_semantics, band)
+        for name, m in (("boundary", b), ("interior", i)):
+            sums[name] += float(var[m].sum())
+            counts[name] += int(m.sum())
+    res = {k: (sums[k] / counts[k] if counts[k] else float("nan")) for k in sums}
+    res["ratio"] = res["boundary"] / res["interior"] if counts["boundary"] and counts["interior"] else float("nan")
+    res.update(boundary_pixels=counts["boundary"], interior_pixels=counts["interior"])
+    return res
