@@ -4,12 +4,16 @@
    mask (the 2D model's masks, >= ``segment.min_pixels``) become MVOA nodes
    (:mod:`pcf_gs.mvoa`), or — the Contrastive Lift baseline — sampled thing
    pixels are clustered with HDBSCAN.
-2. Prototypes label pixels: semantic = argmax of the rendered class
-   probabilities (per-Gaussian softmax, then blended); thing
-   pixels take the prototype of highest PP kernel (instance = index + 1);
-   stuff pixels get instance 0.
-3. Gaussians: semantic = argmax of their logits; thing Gaussians take an
-   instance by ``gaussian_labels``:
+2. Classes per Gaussian (``segment.semantics``): ``vote`` (default) gives
+   each Gaussian the distribution of the 2D classes of the training pixels
+   it blends into (weights = blending weights; a multi-view
+   majority that averages out view-inconsistent mask noise); ``learned``
+   takes the semantic head's softmax.
+3. Pixels: semantic = argmax of the blended per-Gaussian class
+   probabilities; thing pixels take the prototype of highest PP kernel
+   (instance = index + 1); stuff pixels get instance 0.
+4. Gaussians: semantic = argmax of their class probabilities; thing
+   Gaussians take an instance by ``gaussian_labels``:
    - ``direct``: the prototype of highest K against the Gaussian's own
      N(mu, var);
    - ``vote`` (default): the pixel labels of all training views voted back
@@ -68,8 +72,13 @@ def gaussian_labels_direct(params, spec, proto_mu, proto_var) -> tuple[np.ndarra
     return idx.numpy(), k.numpy()
 
 
-def gaussian_labels_vote(params, rec, view_labels: dict[int, torch.Tensor], num_labels: int, backend, eps2d) -> np.ndarray:
-    """Blending-weight vote: votes[g, l] = sum over pixels labelled l of g's blending weight. Returns [N] argmax (-1: no votes)."""
+def blend_votes(params, rec, view_labels: dict[int, torch.Tensor], num_labels: int, backend, eps2d) -> torch.Tensor:
+    """votes [N, L]: votes[g, l] = sum over pixels labelled l (label maps [H, W], -1 = no vote) of g's
+    blending weight T_g * alpha_g there.
+
+    The blending weights are the gradient of a rendered map w.r.t. per-Gaussian colours, so one
+    forward and backward per view collects them for every Gaussian at once.
+    """
     from pcf_gs.render import rasterize
 
     means, quats, scales, opac = activated_geometry(params, detach=True)
@@ -86,9 +95,49 @@ def gaussian_labels_vote(params, rec, view_labels: dict[int, torch.Tensor], num_
             onehot[valid] = torch.nn.functional.one_hot(lab[valid], num_labels).float()
             (img[0] * onehot).sum().backward()
         votes += colors.grad
+    return votes
+
+
+def gaussian_labels_vote(params, rec, view_labels: dict[int, torch.Tensor], num_labels: int, backend, eps2d) -> np.ndarray:
+    """Blending-weight vote (:func:`blend_votes`) of label maps. Returns [N] argmax (-1: no votes)."""
+    votes = blend_votes(params, rec, view_labels, num_labels, backend, eps2d)
     best = votes.argmax(1)
     best[votes.max(1).values <= 0] = -1
     return best.numpy()
+
+
+def gaussian_semantics_vote(params, rec, scene, backend, eps2d) -> torch.Tensor:
+    """Per-Gaussian class probabilities [N, C] from the training views' 2D classes (``segment.semantics=vote``).
+
+    Each Gaussian takes the distribution of the classes of the pixels it blends into, weighted by
+    blending weight: a multi-view majority of the noisy 2D labels, in closed form. Gaussians no pixel
+    sees keep the semantic head's softmax. The 2D confidences are not used: weighting by them cost
+    13 points of foreground IoU on a synthetic scene (confidence is lower on thing pixels than on the
+    room, so it tilts mixed Gaussians towards stuff).
+    """
+    C = scene.classes.num_classes
+    labels = {}
+    for i in rec["train_ids"]:
+        fr = scene.frames[i]
+        lab = torch.from_numpy(fr.semantics.astype(np.int64))
+        if fr.valid is not None:
+            lab[~torch.from_numpy(fr.valid)] = -1
+        labels[i] = lab
+    votes = blend_votes(params, rec, labels, C, backend, eps2d)
+    total = votes.sum(1, keepdim=True)
+    probs = torch.softmax(params["semantics"].detach(), 1)
+    seen = total[:, 0] > 0
+    probs[seen] = votes[seen] / total[seen]
+    return probs
+
+
+def render_semantics(params, rec, i: int, probs_g: torch.Tensor, backend, eps2d) -> torch.Tensor:
+    """[H, W, C] blended per-Gaussian class probabilities in view i."""
+    from pcf_gs.render import rasterize
+
+    means, quats, scales, opac = activated_geometry(params, detach=True)
+    vm, K = view_of(rec, i)
+    return rasterize(means, quats, scales, opac, probs_g, vm, K, rec["width"], rec["height"], backend=backend, eps2d=eps2d)[0][0]
 
 
 def colorize(sem: np.ndarray, ins: np.ndarray, rgb: np.ndarray, palette: np.ndarray, is_thing: np.ndarray) -> np.ndarray:
@@ -163,6 +212,14 @@ def run_segment(
         scores = [None] * len(proto_mu)
     info["prototypes"] = int(len(proto_mu))
     palette = distinct_colors(len(proto_mu) + 1)
+    info["semantics"] = sc.semantics
+    if sc.semantics == "vote":
+        probs_g = gaussian_semantics_vote(params, rec, scene, backend, eps2d)
+        sem_of = lambda i, f: render_semantics(params, rec, i, probs_g, backend, eps2d).argmax(-1)  # noqa: E731
+        logits_g = probs_g.clamp_min(1e-12).log()
+    else:
+        sem_of = lambda i, f: f["semantics"].argmax(-1)  # noqa: E731
+        logits_g = params["semantics"].detach()
 
     # 2. pixel labels for the requested split
     with atomic_dir(out, overwrite=True) as tmp, progress_bar("segment views", len(ids_out), enabled=progress) as adv:
@@ -170,7 +227,7 @@ def run_segment(
             (tmp / d).mkdir()
         for i in ids_out:
             f = render_all(params, spec, rec, i, backend, eps2d, rgb=True)
-            sem = f["semantics"].argmax(-1)
+            sem = sem_of(i, f)
             thing = torch.from_numpy(is_thing)[sem]
             ins = torch.zeros(H, W, dtype=torch.long)
             if len(proto_mu) and bool(thing.any()):
@@ -184,7 +241,6 @@ def run_segment(
             adv()
 
         # 3. Gaussian labels and export
-        logits_g = params["semantics"].detach()
         sem_g = logits_g.argmax(1).numpy()
         thing_g = is_thing[sem_g]
         if gaussian_labels == "vote" and len(proto_mu):
@@ -195,7 +251,7 @@ def run_segment(
             view_labels = {}
             for i in rec["train_ids"]:
                 f = render_all(params, spec, rec, i, backend, eps2d)
-                sem = f["semantics"].argmax(-1)
+                sem = sem_of(i, f)
                 th = torch.from_numpy(is_thing)[sem]
                 lab = P + sem
                 if bool(th.any()):

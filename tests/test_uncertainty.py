@@ -78,3 +78,4 @@ def test_ratio_of_a_known_variance_map(monkeypatch):
     assert r["boundary"] == pytest.approx(0.6) and r["interior"] == pytest.approx(0.2)
     assert r["ratio"] == pytest.approx(3.0)
     assert r["boundary_pixels"] == 2 * b.sum() and r["interior_pixels"] == 2 * i.sum()
+

@@ -112,15 +112,22 @@ def train_and_measure(scene: Path, kind: str, a, threads: int, log: Console) -> 
     if timing.exists() and (run_dir / "checkpoint.pt").exists():
         train_s = json.loads(timing.read_text())["train_wall_s"]
     else:
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
+        before = 0.0
+        if (run_dir / "checkpoint.pt").exists():  # an interrupted earlier run of this bench: continue it
+            recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+            before = max([r.get("elapsed_s", 0.0) for r in recs], default=0.0)
+            cmd = CLI + ["train", str(scene), "--out", str(run_dir), "--resume", "--device", "cpu"]
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            cmd = CLI + ["train", str(scene), "--out", str(run_dir), "--config", a.config, "--device", "cpu",
+                         *sum((["--set", s] for s in sets), [])]
         cell.mkdir(parents=True, exist_ok=True)
-        log.print(f"train {scene.name} {kind}")
+        log.print(f"train {scene.name} {kind}" + (" (resumed)" if before else ""))
         t = time.time()
-        with open(cell / "train.log", "w") as lf:
-            subprocess.run(CLI + ["train", str(scene), "--out", str(run_dir), "--config", a.config, "--device", "cpu",
-                                  *sum((["--set", s] for s in sets), [])], check=True, env=env, stdout=lf, stderr=lf)
-        train_s = time.time() - t
+        with open(cell / "train.log", "a") as lf:
+            subprocess.run(cmd, check=True, env=env, stdout=lf, stderr=lf)
+        train_s = before + time.time() - t
         timing.write_text(json.dumps({"train_wall_s": train_s, "threads": threads}) + "\n")
     log.print(f"measure {scene.name} {kind} (trained in {train_s:.0f} s)")
     subprocess.run([sys.executable, __file__, "_measure", str(run_dir), str(scene), str(cell), json.dumps(kind)],
@@ -308,7 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split-rate", type=float, default=0.1)
     ap.add_argument("--config", default="cpu_fast")
     ap.add_argument("--iterations", type=int, default=None, help="training steps (the preset's schedule is scaled to fit)")
-    ap.add_argument("--jobs", type=int, default=1, help="trainings at once; each gets cores / jobs threads")
+    ap.add_argument("--jobs", type=int, default=1, help="trainings at once")
+    ap.add_argument("--threads", type=int, default=None, help="threads per training (default: cores / jobs)")
+    ap.add_argument("--trainings", nargs="+", choices=list(TRAININGS), default=list(TRAININGS),
+                    help="train only these (experiments; the tables need all three)")
+    ap.add_argument("--report-only", action="store_true", help="tabulate the cells already done under --out; train nothing")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra training override (all trainings)")
     a = ap.parse_args(argv)
     if a.quick:
@@ -319,18 +330,30 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     scenes = [(n, w, out / "scenes" / scene_name(n, w, a)) for n in a.objects for w in a.windows]
     for n, w, p in scenes:
-        make_scene(p, n, w, a)
+        if not a.report_only:
+            make_scene(p, n, w, a)
     cores = os.cpu_count() or 1
-    threads = max(1, cores // max(1, a.jobs))
-    jobs = [(p, kind) for _, _, p in scenes for kind in TRAININGS]
+    threads = a.threads or max(1, cores // max(1, a.jobs))
+    jobs = [(p, kind) for _, _, p in scenes for kind in TRAININGS if kind in a.trainings]
+    if a.report_only:
+        def run_job(job):
+            f = out / "runs" / job[0].name / job[1] / "result.json"
+            return json.loads(f.read_text()) if f.exists() else None
+    else:
+        def run_job(job):
+            return train_and_measure(job[0], job[1], a, threads, console)
     with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
-        done = list(pool.map(lambda job: train_and_measure(job[0], job[1], a, threads, console), jobs))
+        done = list(pool.map(run_job, jobs))
     by_scene: dict = {}
     for (p, kind), r in zip(jobs, done):
-        by_scene.setdefault(p, {})[kind] = r
+        if r is not None:
+            by_scene.setdefault(p, {})[kind] = r
     results = []
     for n, w, p in scenes:
-        tr = by_scene[p]
+        tr = by_scene.get(p, {})
+        if set(tr) != set(TRAININGS):
+            console.print(f"[yellow]{p.name}: not all trainings done yet; left out of the tables[/yellow]")
+            continue
         raw = raw_2d(p, a)
         results.append({
             "objects": n, "window": w, "scene": p.name,
@@ -338,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
             "uncertainty": {k: tr[k]["uncertainty"] for k in ("prob", "full") if "uncertainty" in tr[k]},
             "num_gaussians": {k: tr[k]["num_gaussians"] for k in tr},
         })
+    if not results:
+        console.print("no scene has all three trainings done yet")
+        return 1
     doc = report(results, a, console)
     doc["wall_s"] = round(time.time() - t0, 1)
     doc["cores"] = cores
