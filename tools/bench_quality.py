@@ -17,7 +17,7 @@ ground-truth instance boundaries against object interiors (the paper's
 Fig. 5; :func:`pcf_gs.evaluate.boundary_uncertainty`). Hyper-parameters are the
 preset's for every scene; nothing is tuned per scene.
 
-    python tools/bench_quality.py --quick                  # one small scene, ~15 min on 2 cores
+    python tools/bench_quality.py --quick                  # one scene, half the steps: ~15 min on 2 cores
     python tools/bench_quality.py --out /work/bq --jobs 2  # the full grid (hours), resumable
 
 Every training and every evaluated cell is kept under ``--out``; a rerun skips
@@ -138,6 +138,16 @@ def train_and_measure(scene: Path, kind: str, a, threads: int, log: Console) -> 
     return res
 
 
+def segment_defaults() -> list[str]:
+    """Today's ``segment`` defaults as overrides: a run saves the settings it was trained with, and cells
+    trained before a change of segmentation defaults are measured with the new ones."""
+    import dataclasses
+
+    from pcf_gs.config import SegmentConfig
+
+    return [f"segment.{k}={v}" for k, v in dataclasses.asdict(SegmentConfig()).items() if k != "clustering"]
+
+
 def measure(run_dir: Path, scene_dir: Path, cell: Path, kind: str) -> None:
     """(child process) segment with MVOA and HDBSCAN, evaluate, and measure boundary uncertainty."""
     from pcf_gs.config import config_from_dict
@@ -155,7 +165,7 @@ def measure(run_dir: Path, scene_dir: Path, cell: Path, kind: str) -> None:
         seg = cell / f"segment_{clustering}"
         t = time.time()
         info = run_segment(run_dir, seg, clustering=clustering, gaussian_labels="direct",
-                           overrides=SEGMENT_SETS[clustering], progress=False)
+                           overrides=segment_defaults() + SEGMENT_SETS[clustering], progress=False)
         m = evaluate_predictions(scene, seg)
         res[clustering] = {k: round(m[k], 2) for k in ("pq", "sq", "rq", "miou")}
         res[clustering].update(prototypes=info["prototypes"], segment_wall_s=round(time.time() - t, 1))
@@ -300,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help="one small scene (20 objects, W=9, 40 frames, 96², 1500 steps): ~15 min on 2 cores")
+                    help="one scene (25 objects, W=9, seed 2) with half the preset's steps: ~15 min on 2 cores")
     ap.add_argument("--out", default="/tmp/bench_quality", help="work folder (scenes, runs, cached results)")
     ap.add_argument("--json", default="bench_quality.json")
     ap.add_argument("--md", default=None, help="also write the tables as Markdown here")
@@ -323,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra training override (all trainings)")
     a = ap.parse_args(argv)
     if a.quick:
-        a.objects, a.windows, a.frames, a.size, a.seed = [20], [9], 40, 96, 2
+        a.objects, a.windows, a.seed = [25], [9], 2
         a.iterations = a.iterations or 1500
     console = Console()
     out = Path(a.out)
