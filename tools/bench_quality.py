@@ -201,7 +201,8 @@ def method_row(trainings: dict, raw: dict, m: str) -> dict:
 
 
 def uncertainty_figure(run_dir: Path, scene_dir: Path, path: Path) -> None:
-    """RGB | ground-truth instances | rendered variance (log scale, with GT boundaries) of the first test view."""
+    """RGB | ground-truth instances | rendered variance on objects (log scale; room grey) | the same with
+    ground-truth boundaries, first test view."""
     import cv2
     import numpy as np
     import torch
@@ -222,8 +223,10 @@ def uncertainty_figure(run_dir: Path, scene_dir: Path, path: Path) -> None:
         var = render_features(params, spec, vm, K, f.width, f.height, backend=cfg["render"]["backend"], slow=False,
                               eps2d=cfg["render"]["eps2d"])["var"][0].mean(-1).numpy()
     lv = np.log(np.maximum(var, 1e-6))
-    lo, hi = np.percentile(lv, [2, 98])
+    thing = f.gt_instances > 0  # the room's Gaussians get no instance loss: its variance means nothing
+    lo, hi = np.percentile(lv[thing] if thing.any() else lv, [2, 98])
     heat = cv2.applyColorMap((np.clip((lv - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    heat[~thing] = 60
     pal = (distinct_colors(int(f.gt_instances.max()) + 1) * 255).astype(np.uint8)[:, ::-1]
     inst = pal[f.gt_instances]
     inst[f.gt_instances == 0] = 40
@@ -315,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default="bench_quality.json")
     ap.add_argument("--md", default=None, help="also write the tables as Markdown here")
     ap.add_argument("--figure", default=None, help="save an uncertainty map of the first scene's full model here (PNG)")
+    ap.add_argument("--figure-cell", default="25/9", metavar="N/W", help="scene of the figure (default: 25/9, else the first)")
     ap.add_argument("--objects", type=int, nargs="+", default=[25, 50, 100])
     ap.add_argument("--windows", type=int, nargs="+", default=[1, 9, 17])
     ap.add_argument("--frames", type=int, default=60)
@@ -381,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.md:
         Path(a.md).write_text(markdown(doc))
     if a.figure:
-        uncertainty_figure(out / "runs" / scenes[0][2].name / "full" / "run", scenes[0][2], Path(a.figure))
+        fig = next((p for n, w, p in scenes if f"{n}/{w}" == a.figure_cell), scenes[0][2])
+        uncertainty_figure(out / "runs" / fig.name / "full" / "run", fig, Path(a.figure))
     console.print(f"wall time {doc['wall_s']:.0f} s; wrote {a.json}")
     return 0
 

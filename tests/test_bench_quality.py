@@ -1,0 +1,48 @@
+"""tools/bench_quality.py end to end on a tiny grid (slow: three trainings)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location("bench_quality", REPO / "tools" / "bench_quality.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_schedule_is_scaled_with_the_iterations():
+    bq = load_tool()
+    sets = dict(s.split("=") for s in bq.schedule_overrides("cpu_fast", 1500))
+    assert sets["train.iterations"] == "1500"
+    assert sets["train.cross_view_start"] == "1000" and sets["train.warmup_iterations"] == "250"
+    assert bq.schedule_overrides("cpu_fast", None) == []
+
+
+@pytest.mark.slow
+def test_tiny_grid_runs_caches_and_reports(tmp_path):
+    bq = load_tool()
+    args = ["--out", str(tmp_path / "bq"), "--objects", "5", "--windows", "9", "--frames", "10", "--size", "40",
+            "--iterations", "80", "--json", str(tmp_path / "q.json"), "--md", str(tmp_path / "q.md"),
+            "--figure", str(tmp_path / "u.png")]
+    assert bq.main(args) == 0
+    doc = json.loads((tmp_path / "q.json").read_text())
+    assert set(doc["average"]) == set("abcdef")
+    cell = doc["scenes"][0]
+    assert cell["methods"]["a"]["psnr"] is None and cell["methods"]["f"]["psnr"] > 0
+    for m in "bcdef":
+        assert 0 <= cell["methods"][m]["pq"] <= 100
+    assert set(cell["uncertainty"]) == {"prob", "full"}  # a deterministic model's variance is constant
+    assert (tmp_path / "u.png").stat().st_size > 0 and "| (f)" in (tmp_path / "q.md").read_text()
+    # a second run trains nothing: every cell is cached
+    results = sorted((tmp_path / "bq" / "runs").glob("*/*/result.json"))
+    stamps = [p.stat().st_mtime_ns for p in results]
+    assert bq.main(args + ["--report-only"]) == 0
+    assert [p.stat().st_mtime_ns for p in results] == stamps
