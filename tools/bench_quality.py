@@ -17,7 +17,7 @@ ground-truth instance boundaries against object interiors (the paper's
 Fig. 5; :func:`pcf_gs.evaluate.boundary_uncertainty`). Hyper-parameters are the
 preset's for every scene; nothing is tuned per scene.
 
-    python tools/bench_quality.py --quick                  # one scene, half the steps: ~15 min on 2 cores
+    python tools/bench_quality.py --quick                  # one scene, half the steps: ~8 min on 2 cores
     python tools/bench_quality.py --out /work/bq --jobs 2  # the full grid (hours), resumable
 
 Every training and every evaluated cell is kept under ``--out``; a rerun skips
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help="one scene (25 objects, W=9, seed 2) with half the preset's steps: ~15 min on 2 cores")
+                    help="one scene (25 objects, W=9, seed 2) with half the preset's steps: ~8 min on 2 cores")
     ap.add_argument("--out", default="/tmp/bench_quality", help="work folder (scenes, runs, cached results)")
     ap.add_argument("--json", default="bench_quality.json")
     ap.add_argument("--md", default=None, help="also write the tables as Markdown here")
