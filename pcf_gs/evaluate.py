@@ -162,14 +162,14 @@ def instance_boundaries(gt_instances: np.ndarray, gt_semantics: np.ndarray, band
     stuff — within ``band`` pixels (Chebyshev distance); an interior pixel has none within ``2 * band``,
     so the two sets are ``band`` pixels apart.
     """
-    key = gt_instances.astype(np.int64) * 65536 + gt_semantics.astype(np.int64)
+    # one number per (instance, class); exact in float64, which cv2's dilate/erode take
+    key = (gt_instances.astype(np.int64) * 65536 + gt_semantics.astype(np.int64)).astype(np.float64)
     thing = gt_instances > 0
 
     def differs_within(r: int) -> np.ndarray:
         k = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
-        # a neighbour differs iff the window's max or min differs from the centre; key fits float64 exactly
-        kf = key.astype(np.float64)
-        return (cv2.dilate(kf, k) != kf) | (cv2.erode(kf, k) != kf)
+        # a neighbour differs iff the window's max or min differs from the centre
+        return (cv2.dilate(key, k) != key) | (cv2.erode(key, k) != key)
 
     boundary = thing & differs_within(band)
     interior = thing & ~differs_within(2 * band)
