@@ -42,7 +42,7 @@ from pcf_gs.export import distinct_colors, export_objects, params_to_splats
 from pcf_gs.io_utils import atomic_dir, write_json_atomic
 from pcf_gs.kernel import activate_var
 from pcf_gs.model import activated_geometry, render_features, render_rgb
-from pcf_gs.mvoa import assign, associate, build_nodes, hdbscan_prototypes
+from pcf_gs.mvoa import assign, associate, build_nodes, hdbscan_prototypes, refine_prototypes
 from pcf_gs.progress import progress_bar
 from pcf_gs.render_views import load_run, split_ids, view_of
 
@@ -202,7 +202,10 @@ def run_segment(
     if sc.clustering == "mvoa":
         nodes = build_nodes(mus, vars_, labs, min_pixels=sc.min_pixels)
         protos, T = associate(nodes, threshold=sc.threshold, score_threshold=sc.score_threshold, min_views=sc.min_views)
-        proto_mu, proto_var = nodes.mu[protos], nodes.var[protos]
+        if sc.refine_rounds > 0 and len(protos):
+            proto_mu, proto_var = refine_prototypes(nodes, protos, sc.refine_rounds)
+        else:
+            proto_mu, proto_var = nodes.mu[protos], nodes.var[protos]
         scores = nodes.score[protos].tolist()
         info.update(nodes=len(nodes), threshold=T)
     else:

@@ -113,7 +113,7 @@ class Trainer:
         self.viewmats = torch.linalg.inv(c2w).to(dev)
         self.Ks = torch.from_numpy(np.stack([f.K for f in tr]).astype(np.float32)).to(dev)
         # thing pixels per view: candidates for the instance losses (instance 0 = none, as the official loader)
-        self.thing_pixels = [torch.nonzero(((self.inst[i] > 0) & self.valid[i]).reshape(-1)).squeeze(1) for i in range(len(tr))]
+        self._index_thing_pixels()
         # nearest cameras for the cross-view pairs: centre distance plus viewing-direction difference
         pos = c2w[:, :3, 3]
         fwd = c2w[:, :3, 2]
@@ -228,11 +228,38 @@ class Trainer:
             self.order = torch.randperm(len(self.images), generator=self.gen).tolist()
         return self.order.pop()
 
+    def _index_thing_pixels(self) -> None:
+        """Per view: flat indices of valid thing pixels, and the same grouped by 2D instance (pixels sorted
+        by id, start and count per instance) for balanced sampling."""
+        self.thing_pixels, self.thing_groups = [], []
+        for i in range(len(self.inst)):
+            cand = torch.nonzero(((self.inst[i] > 0) & self.valid[i]).reshape(-1)).squeeze(1)
+            lab = self.inst[i].reshape(-1)[cand]
+            order = torch.argsort(lab, stable=True)
+            _, cnt = torch.unique_consecutive(lab[order], return_counts=True)
+            self.thing_pixels.append(cand)
+            self.thing_groups.append((cand[order], torch.cumsum(cnt, 0) - cnt, cnt))
+
     def _sample_pixels(self, i: int, n: int) -> torch.Tensor:
+        """n thing pixels of view i (flat indices, with replacement), in random order.
+
+        A fraction ``train.balanced_sampling`` is drawn instance-balanced (a 2D instance uniformly, then a
+        pixel inside it), the rest uniformly over thing pixels. Uniform sampling alone gives an object of
+        a pixels in a view of A thing pixels n*a/A samples: a 30-pixel object among 4000 thing pixels
+        gets ~2 of 512 and the contrastive loss barely separates it from its neighbours.
+        """
         cand = self.thing_pixels[i]
         if len(cand) == 0:
             return cand
-        return cand[torch.randint(len(cand), (n,), generator=self.gen).to(cand.device)]
+        nb = int(round(n * self.cfg.train.balanced_sampling))
+        uni = cand[torch.randint(len(cand), (n - nb,), generator=self.gen).to(cand.device)]
+        if nb == 0:
+            return uni
+        pix, start, cnt = self.thing_groups[i]
+        g = torch.randint(len(cnt), (nb,), generator=self.gen).to(cand.device)
+        off = (torch.rand(nb, generator=self.gen).to(cand.device) * cnt[g]).long().clamp_max(cnt[g] - 1)
+        out = torch.cat([uni, pix[start[g] + off]])
+        return out[torch.randperm(n, generator=self.gen).to(cand.device)]
 
     def compute_losses(self, step: int) -> tuple[dict[str, torch.Tensor], dict]:
         """Loss terms of one step (``total`` included) and the colour render's meta (for densification)."""

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from pcf_gs.mvoa import adaptive_threshold, assign, associate, build_nodes, hdbscan_prototypes
+from pcf_gs.mvoa import Nodes, adaptive_threshold, assign, associate, build_nodes, hdbscan_prototypes, refine_prototypes
 
 
 def make_views(n_obj=5, n_views=4, px=40, noise=0.05, seed=0):
@@ -109,3 +109,34 @@ def test_hdbscan_baseline_finds_clusters():
     centers, mus, vars_, labs = make_views(px=100)
     pm, pv = hdbscan_prototypes(torch.cat(mus), torch.cat(vars_), n_samples=2000, min_cluster_size=30)
     assert pm.shape[0] == 5
+
+
+def _nodes(mu, var, size):
+    n = len(mu)
+    return Nodes(mu, var, torch.ones(n), torch.arange(n), torch.ones(n, dtype=torch.long), torch.tensor(size))
+
+
+def test_refine_moves_prototypes_to_weighted_member_means():
+    # two well-separated groups of nodes; the greedy prototype of each is an off-centre member
+    mu = torch.tensor([[0.0, 0, 0], [0.4, 0, 0], [0.2, 0.2, 0], [10, 0, 0], [10.6, 0, 0]], dtype=torch.float64)
+    var = torch.tensor([[0.1] * 3, [0.3] * 3, [0.2] * 3, [0.1] * 3, [0.5] * 3], dtype=torch.float64)
+    nodes = _nodes(mu, var, [10, 30, 20, 10, 30])
+    protos = torch.tensor([1, 3])
+    pm, pv = refine_prototypes(nodes, protos, rounds=10)
+    w = torch.tensor([10.0, 30, 20], dtype=torch.float64)
+    assert torch.allclose(pm[0], (mu[:3] * w[:, None]).sum(0) / w.sum())
+    assert torch.allclose(pv[0], (var[:3] * w[:, None]).sum(0) / w.sum())
+    assert torch.allclose(pm[1], (mu[3:] * torch.tensor([[10.0], [30]], dtype=torch.float64)).sum(0) / 40)
+    # zero rounds: the greedy prototypes themselves; inputs untouched
+    pm0, pv0 = refine_prototypes(nodes, protos, rounds=0)
+    assert torch.equal(pm0, mu[protos]) and torch.equal(pv0, var[protos])
+
+
+def test_refine_keeps_count_when_a_prototype_loses_its_members():
+    mu = torch.tensor([[0.0, 0, 0], [0.1, 0, 0], [5, 5, 5]])
+    var = torch.full((3, 3), 0.1)
+    nodes = _nodes(mu, var, [10, 10, 10])
+    # a duplicated prototype: ties go to the first copy, so the second starts with no members
+    pm, pv = refine_prototypes(nodes, torch.tensor([0, 2, 0]), rounds=1)
+    assert pm.shape == (3, 3) and torch.isfinite(pm).all() and torch.isfinite(pv).all()
+    assert torch.allclose(pm[0], mu[:2].mean(0)) and torch.equal(pm[2], mu[0]) and torch.equal(pm[1], mu[2])

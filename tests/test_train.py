@@ -157,3 +157,37 @@ def test_opacity_reset_fires():
     assert torch.all(params["opacities"] == 3.0)
     s.step_post_backward(params, opts, state, 10, info)
     assert torch.all(torch.sigmoid(params["opacities"]) <= s.prune_opa * 2 + 1e-6)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
+def test_balanced_sampling_draws_thing_pixels_evenly_per_instance(tiny_mr, tmp_path, fraction):
+    from pcf_gs.config import Config
+    from pcf_gs.data import load_scene
+    from pcf_gs.train import Trainer
+
+    root, _ = tiny_mr
+    cfg = Config()
+    cfg.model.init_points = 100
+    cfg.train.balanced_sampling = fraction
+    tr = Trainer(load_scene(root, cfg.data, progress=False), cfg, tmp_path / "run", torch.device("cpu"), progress=False)
+    i = 0
+    H, W = tr.inst.shape[1:]
+    tr.inst[i] = 0  # three instances of 1, 4*6 and 12*10 pixels
+    tr.inst[i, 0, 0] = 7
+    tr.inst[i, 2:6, 3:9] = 3
+    tr.inst[i, 10:22, 12:22] = 5
+    tr._index_thing_pixels()
+    lab_map = tr.inst[i].reshape(-1)
+    ids, sizes = torch.unique(lab_map[tr.thing_pixels[i]], return_counts=True)
+    assert len(ids) >= 2 and sizes.min() < sizes.max()
+    n = 20000
+    pix = tr._sample_pixels(i, n)
+    assert pix.shape == (n,)
+    assert bool((lab_map[pix] > 0).all())  # only thing pixels
+    freq = torch.stack([(lab_map[pix] == k).sum() for k in ids]).double() / n
+    expect = fraction / len(ids) + (1 - fraction) * sizes.double() / sizes.sum()
+    assert torch.allclose(freq, expect, atol=0.02), (freq, expect)
+    # fast and slow halves (first / second half) see the same mixture
+    h = n // 2
+    f1 = torch.stack([(lab_map[pix[:h]] == k).sum() for k in ids]).double() / h
+    assert torch.allclose(f1, expect, atol=0.03)
