@@ -182,8 +182,10 @@ def boundary_uncertainty(loaded_run: tuple, scene, split: str = "test", band: in
     For every view of ``split``: renders var [H, W, E], averages it over E, and pools it over the
     ground-truth boundary and interior pixels of :func:`instance_boundaries`. Returns mean variance on
     each (embedding units squared), their ``ratio`` (boundary / interior; > 1 means the model is less
-    sure where objects meet) and the pixel counts. ``loaded_run`` is
-    :func:`pcf_gs.render_views.load_run`'s tuple.
+    sure where objects meet) and the pixel counts. Pooled over pixels, one close-up object can outweigh
+    the rest of a scene, so also per object and view (those with both kinds of pixel):
+    ``object_ratio_median``, the median of boundary mean / interior mean, and ``objects_higher``, the
+    fraction of them where it is > 1. ``loaded_run`` is :func:`pcf_gs.render_views.load_run`'s tuple.
     """
     import torch
 
@@ -192,6 +194,7 @@ def boundary_uncertainty(loaded_run: tuple, scene, split: str = "test", band: in
     params, spec, rec, cfg = loaded_run
     sums = {"boundary": 0.0, "interior": 0.0}
     counts = {"boundary": 0, "interior": 0}
+    per_object: list[float] = []
     for f in scene.split(split):
         if f.gt_instances is None or f.gt_semantics is None:
             raise UserError("the scene has no ground truth (semantic/ and instance/)", scene.root)
@@ -205,7 +208,17 @@ def boundary_uncertainty(loaded_run: tuple, scene, split: str = "test", band: in
         for name, m in (("boundary", b), ("interior", i)):
             sums[name] += float(var[m].sum())
             counts[name] += int(m.sum())
+        ids = f.gt_instances.astype(np.int64)
+        n = int(ids.max()) + 1
+        vb, nb = np.bincount(ids[b], var[b], n), np.bincount(ids[b], minlength=n)
+        vi, ni = np.bincount(ids[i], var[i], n), np.bincount(ids[i], minlength=n)
+        both = (nb > 0) & (ni > 0)
+        per_object.extend((vb[both] / nb[both]) / (vi[both] / ni[both]))
     res = {k: (sums[k] / counts[k] if counts[k] else float("nan")) for k in sums}
     res["ratio"] = res["boundary"] / res["interior"] if counts["boundary"] and counts["interior"] else float("nan")
+    po = np.asarray(per_object, dtype=np.float64)
+    res["object_ratio_median"] = float(np.median(po)) if len(po) else float("nan")
+    res["objects_higher"] = float((po > 1).mean()) if len(po) else float("nan")
+    res["objects"] = int(len(po))
     res.update(boundary_pixels=counts["boundary"], interior_pixels=counts["interior"])
     return res

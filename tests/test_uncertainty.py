@@ -79,3 +79,25 @@ def test_ratio_of_a_known_variance_map(monkeypatch):
     assert r["ratio"] == pytest.approx(3.0)
     assert r["boundary_pixels"] == 2 * b.sum() and r["interior_pixels"] == 2 * i.sum()
 
+    assert r["object_ratio_median"] == pytest.approx(3.0) and r["objects_higher"] == 1.0
+
+
+def test_per_object_ratio_is_not_swamped_by_a_big_object(monkeypatch):
+    # object 1: a big square, boundary variance *lower* than its interior; objects 2, 3: small, higher
+    ins = np.zeros((40, 40), np.int64)
+    ins[2:30, 2:30] = 1
+    ins[32:38, 2:8] = 2
+    ins[32:38, 20:26] = 3
+    sem = (ins > 0).astype(np.int64)
+    b, i = instance_boundaries(ins, sem)
+    var = np.full((40, 40), 1.0, np.float32)
+    var[b & (ins == 1)] = 0.5
+    var[b & (ins > 1)] = 2.0
+    frame = SimpleNamespace(gt_instances=ins, gt_semantics=sem, c2w=np.eye(4), K=np.eye(3), width=40, height=40)
+    scene = SimpleNamespace(split=lambda s: [frame], root="scene")
+    monkeypatch.setattr(pcf_gs.model, "render_features",
+                        lambda *a, **kw: {"var": torch.from_numpy(np.repeat(var[None, :, :, None], 3, -1))})
+    r = boundary_uncertainty((None, None, None, {"render": {"backend": "cpu", "eps2d": 0.3}}), scene)
+    assert r["ratio"] < 1  # pooled over pixels the big object's interior wins
+    assert r["objects"] == 3 and r["object_ratio_median"] == pytest.approx(2.0)
+    assert r["objects_higher"] == pytest.approx(2 / 3)

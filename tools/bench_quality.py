@@ -267,12 +267,15 @@ def report(results: list[dict], a, console: Console) -> dict:
         t.add_row(*row)
     console.print(t)
     ratios = {f"{r['objects']}/{r['window']}": {k: r["uncertainty"][k]["ratio"] for k in r["uncertainty"]} for r in results}
+    per_object = {f"{r['objects']}/{r['window']}": {k: r["uncertainty"][k].get("object_ratio_median", float("nan"))
+                                                     for k in r["uncertainty"]} for r in results}
     u = Table(title="rendered variance, boundary / interior (> 1: less certain where objects meet)")
     u.add_column("scene")
-    u.add_column("prob (d, e)", justify="right")
-    u.add_column("full (f)", justify="right")
+    for c in ("prob (d, e), pixels", "full (f), pixels", "prob, per-object median", "full, per-object median"):
+        u.add_column(c, justify="right")
     for s, v in ratios.items():
-        u.add_row(s, f"{v.get('prob', float('nan')):.2f}", f"{v.get('full', float('nan')):.2f}")
+        po = per_object[s]
+        u.add_row(s, *(f"{d.get(k, float('nan')):.2f}" for d in (v, po) for k in ("prob", "full")))
     console.print(u)
     checks = {
         "f_minus_b": round(avg["f"]["pq"] - avg["b"]["pq"], 2),
@@ -285,7 +288,8 @@ def report(results: list[dict], a, console: Console) -> dict:
                   f"(f) >= (e) >= (c): {checks['f_ge_e_ge_c']}; "
                   + ", ".join(f"{k} = {v}" for k, v in checks.items() if k.startswith("f_at")))
     return {"settings": {k: v for k, v in vars(a).items() if k not in ("cmd",)}, "methods": {m: n for m, (n, _, _) in METHODS.items()},
-            "average": avg, "checks": checks, "uncertainty_ratio": ratios, "scenes": results}
+            "average": avg, "checks": checks, "uncertainty_ratio": ratios, "uncertainty_object_median": per_object,
+            "scenes": results}
 
 
 def markdown(doc: dict) -> str:
@@ -302,7 +306,10 @@ def markdown(doc: dict) -> str:
     lines.append("| rendered variance, boundary / interior | " + " | ".join(f"{r['objects']} obj, W={r['window']}" for r in res) + " |")
     lines.append("|" + "---|" * (len(res) + 1))
     for k, name in (("prob", "probabilistic (d, e)"), ("full", "full (f)")):
-        lines.append(f"| {name} | " + " | ".join(f"{r['uncertainty'][k]['ratio']:.2f}" for r in res) + " |")
+        lines.append(f"| {name}, pooled over pixels | " + " | ".join(f"{r['uncertainty'][k]['ratio']:.2f}" for r in res) + " |")
+    for k, name in (("prob", "probabilistic (d, e)"), ("full", "full (f)")):
+        lines.append(f"| {name}, median over objects | "
+                     + " | ".join(f"{r['uncertainty'][k].get('object_ratio_median', float('nan')):.2f}" for r in res) + " |")
     return "\n".join(lines) + "\n"
 
 
