@@ -152,12 +152,12 @@ def refine_prototypes(nodes: Nodes, protos: torch.Tensor, rounds: int = 1) -> tu
     A greedy prototype is a single view's mask; averaging its members (the same object seen from
     other views) gives a centre less tied to one view. Up to ``rounds`` alternations of assign /
     average (k-means with the PP kernel), stopping early once no node changes prototype. The number of
-    prototypes does not change. Returns (mu [P, E], var [P, E]).
+    prototypes does not change; no prototypes or ``rounds=0`` return them as they are. Returns (mu [P, E], var [P, E]).
     """
     mu, var = nodes.mu[protos].clone(), nodes.var[protos].clone()
     w = nodes.size.to(mu.dtype)
     prev = None
-    for _ in range(rounds):
+    for _ in range(rounds if len(protos) else 0):
         best, _ = assign(nodes.mu, nodes.var, mu, var)
         if prev is not None and bool((best == prev).all()):
             break  # converged: the same members as last round

@@ -202,10 +202,7 @@ def run_segment(
     if sc.clustering == "mvoa":
         nodes = build_nodes(mus, vars_, labs, min_pixels=sc.min_pixels)
         protos, T = associate(nodes, threshold=sc.threshold, score_threshold=sc.score_threshold, min_views=sc.min_views)
-        if sc.refine_rounds > 0 and len(protos):
-            proto_mu, proto_var = refine_prototypes(nodes, protos, sc.refine_rounds)
-        else:
-            proto_mu, proto_var = nodes.mu[protos], nodes.var[protos]
+        proto_mu, proto_var = refine_prototypes(nodes, protos, sc.refine_rounds)
         scores = nodes.score[protos].tolist()
         info.update(nodes=len(nodes), threshold=T)
     else:

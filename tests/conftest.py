@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -9,6 +10,16 @@ import cv2
 import numpy as np
 import pytest
 
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def load_tool(name: str):
+    """Import ``tools/NAME.py`` (tools/ is not a package) as a module."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 def look_at_blender(pos: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     """[3,3] Blender camera rotation (columns: right, up, backward) looking from pos to target."""

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("bench_quality", REPO / "tools" / "bench_quality.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.conftest import load_tool
 
 
 def test_schedule_is_scaled_with_the_iterations():
-    bq = load_tool()
+    bq = load_tool("bench_quality")
     sets = dict(s.split("=") for s in bq.schedule_overrides("cpu_fast", 1500))
     assert sets["train.iterations"] == "1500"
     assert sets["train.cross_view_start"] == "1000" and sets["train.warmup_iterations"] == "250"
@@ -28,7 +19,7 @@ def test_schedule_is_scaled_with_the_iterations():
 
 @pytest.mark.slow
 def test_tiny_grid_runs_caches_and_reports(tmp_path):
-    bq = load_tool()
+    bq = load_tool("bench_quality")
     args = ["--out", str(tmp_path / "bq"), "--objects", "5", "--windows", "9", "--frames", "10", "--size", "40",
             "--iterations", "80", "--json", str(tmp_path / "q.json"), "--md", str(tmp_path / "q.md"),
             "--figure", str(tmp_path / "u.png")]

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location("diagnose_objects", REPO / "tools" / "diagnose_objects.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.conftest import load_tool
 
 
 def test_object_rows(tmp_path):
@@ -41,8 +32,10 @@ def test_object_rows(tmp_path):
     train = SimpleNamespace(name="r", gt_instances=gt, gt_semantics=sem_gt, semantics=sem_2d)
     scene = SimpleNamespace(classes=SimpleNamespace(is_thing_array=lambda: np.array([False, True])),
                             split=lambda s: [test] if s == "test" else [train])
-    rows = {r["object"]: r for r in load_tool().object_table(scene, tmp_path)}
-    assert [r["object"] for r in load_tool().object_table(scene, tmp_path)] == [2, 1, 3, 4]  # largest first
+    tool = load_tool("diagnose_objects")
+    table = tool.object_table(scene, tmp_path)
+    assert [r["object"] for r in table] == [2, 1, 3, 4]  # largest first
+    rows = {r["object"]: r for r in table}
     assert rows[1]["iou"] == 1.0 and rows[1]["matched"] and rows[1]["pred_on_others"] == 0.0
     assert rows[1]["fg_2d_train"] == pytest.approx(0.5)
     # prediction 9 covers objects 2 and 3 and 5 background pixels (5x7 = 35 px)
@@ -50,5 +43,5 @@ def test_object_rows(tmp_path):
     assert rows[2]["pred_on_others"] == pytest.approx(15 / 35)
     assert rows[3]["iou"] == pytest.approx(10 / 35) and not rows[3]["matched"]
     assert rows[4]["pred"] is None and rows[4]["background"] == 1.0 and rows[4]["fg_2d_train"] == 1.0
-    bands = load_tool().size_bands(list(rows.values()), edges=(5, 15))
+    bands = tool.size_bands(list(rows.values()), edges=(5, 15))
     assert [(b["objects"], b["matched"], b["mostly_background"]) for b in bands] == [(1, 0, 1), (1, 0, 0), (2, 2, 0)]

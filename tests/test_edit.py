@@ -6,7 +6,6 @@ behind three separated blobs (IDs 1, 2, 3), rendered with the CPU rasterizer.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -26,8 +25,8 @@ from pcf_gs.errors import UserError
 from pcf_gs.export import export_objects
 from pcf_gs.ply import Splats, read_ply, write_ply
 from pcf_gs.render import rasterize
+from tests.conftest import load_tool
 
-REPO = Path(__file__).resolve().parent.parent
 C0 = 0.28209479177387814
 W, H = 64, 48
 WALL_RGB = np.array([0.2, 0.3, 0.8])
@@ -583,9 +582,7 @@ def test_render_ply_and_edit_demo_tool_on_a_tiny_run(tiny_mr, tmp_path, capsys):
     d = np.linalg.norm(s.means - cam, axis=1)
     s.extra["instance_id"] = (d <= np.quantile(d, 0.3)).astype(np.int32)
     write_ply(tmp_path / "seg1" / "scene_labeled.ply", s)
-    spec = importlib.util.spec_from_file_location("edit_demo", REPO / "tools" / "edit_demo.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool("edit_demo")
     docs = tmp_path / "docs"
     assert tool.main(["--run", str(run), "--segment", str(tmp_path / "seg1"), "--out", str(docs), "--work", str(tmp_path / "w")]) == 0
     for name in ("edit_remove.png", "edit_move.png", "edit_demo.json"):

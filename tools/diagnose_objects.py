@@ -29,15 +29,18 @@ from rich.console import Console
 from rich.table import Table
 
 
+def _thing_mask(sem: np.ndarray, is_thing: np.ndarray) -> np.ndarray:
+    """[H, W] bool: pixels of a thing class (classes outside the scene's list count as not things)."""
+    sem = sem.astype(np.int64)
+    ok = (sem >= 0) & (sem < len(is_thing))
+    thing = np.zeros(sem.shape, bool)
+    thing[ok] = is_thing[sem[ok]]
+    return thing
+
+
 def _thing_ids(f, is_thing: np.ndarray) -> np.ndarray:
     """GT instance map with stuff (and unknown classes) zeroed."""
-    gi = f.gt_instances.astype(np.int64).copy()
-    gs = f.gt_semantics.astype(np.int64)
-    ok = (gs >= 0) & (gs < len(is_thing))
-    thing = np.zeros_like(ok)
-    thing[ok] = is_thing[gs[ok]]
-    gi[~thing] = 0
-    return gi
+    return np.where(_thing_mask(f.gt_semantics, is_thing), f.gt_instances.astype(np.int64), 0)
 
 
 def object_table(scene, pred_dir: Path, split: str = "test") -> list[dict]:
@@ -50,10 +53,7 @@ def object_table(scene, pred_dir: Path, split: str = "test") -> list[dict]:
     for f in frames:
         sem = _read_png16(pred_dir / "pred_semantics" / f"{f.name}.png")
         ins = _read_png16(pred_dir / "pred_surrogateid" / f"{f.name}.png")
-        ok = (sem >= 0) & (sem < len(is_thing))
-        pthing = np.zeros_like(ok)
-        pthing[ok] = is_thing[sem[ok]]
-        P.append(np.where(pthing, ins, 0).ravel())
+        P.append(np.where(_thing_mask(sem, is_thing), ins, 0).ravel())
         G.append(_thing_ids(f, is_thing).ravel())
     P, G = np.concatenate(P), np.concatenate(G)
     # 2D foreground share per object over the training views
@@ -62,10 +62,7 @@ def object_table(scene, pred_dir: Path, split: str = "test") -> list[dict]:
         if f.gt_instances is None:
             continue
         gi = _thing_ids(f, is_thing)
-        s2 = f.semantics.astype(np.int64)
-        ok = (s2 >= 0) & (s2 < len(is_thing))
-        th2 = np.zeros_like(ok)
-        th2[ok] = is_thing[s2[ok]]
+        th2 = _thing_mask(f.semantics, is_thing)
         ids, inv = np.unique(gi[gi > 0], return_inverse=True)
         cnt = np.bincount(inv, minlength=len(ids))
         hit = np.bincount(inv, weights=th2[gi > 0].astype(np.float64), minlength=len(ids))
