@@ -25,7 +25,8 @@ from typing import Any, Literal
 import yaml
 
 from pcf_gs.errors import UserError
-from pcf_gs.io_utils import write_text_atomic
+from pcf_gs.resources import presets_dir
+from pcf_gs.atomic import write_text_atomic
 
 
 @dataclass
@@ -66,8 +67,6 @@ class ModelConfig:
 class RenderConfig:
     backend: Literal["auto", "cpu", "gsplat"] = "auto"
     eps2d: float = 0.3
-    near_plane: float = 0.01
-    far_plane: float = 1.0e10
 
 
 @dataclass
@@ -75,7 +74,6 @@ class TrainConfig:
     """Optimisation schedule and loss weights (PCF-Lift Eqs. 2-6)."""
 
     iterations: int = 30000
-    batch_views: int = 1
     warmup_iterations: int = 5000
     """Appearance + semantics only until here."""
     cross_view_start: int = 20000
@@ -173,12 +171,12 @@ class Config:
 
 
 def config_dirs() -> list[Path]:
-    """Folders searched for ``--config NAME``: $PCF_GS_CONFIG_DIR, ./configs, the repo's configs/."""
+    """Folders searched for ``--config NAME``: $PCF_GS_CONFIG_DIR, ./configs, the presets shipped in the package."""
     dirs = []
     if os.environ.get("PCF_GS_CONFIG_DIR"):
         dirs.append(Path(os.environ["PCF_GS_CONFIG_DIR"]))
     dirs.append(Path.cwd() / "configs")
-    dirs.append(Path(__file__).resolve().parent.parent / "configs")
+    dirs.append(presets_dir())
     out: list[Path] = []
     for d in dirs:
         if d not in out:
@@ -278,12 +276,18 @@ def _unknown(key: str, known: list[str], where: str) -> UserError:
     return UserError(f"{where}: unknown key {key!r}{hint}")
 
 
+# settings that existed once and were never read: accepted (and ignored) in old runs' config.yaml / checkpoints
+RETIRED = {"render.near_plane", "render.far_plane", "train.batch_views"}
+
+
 def _update(obj: Any, values: dict, where: str) -> None:
     if not isinstance(values, dict):
         raise UserError(f"{where}: expected a mapping, got {values!r}")
     hints = typing.get_type_hints(type(obj))
     names = [f.name for f in fields(obj)]
     for key, val in values.items():
+        if f"{where}.{key}" in RETIRED:
+            continue
         if key not in names:
             raise _unknown(str(key), names, where)
         cur = getattr(obj, key)
@@ -312,6 +316,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
     for text in overrides or []:
         path, value = parse_override(text)
+        if ".".join(path) in RETIRED:
+            raise UserError(f"--set {text}: {'.'.join(path)} was never used and has been removed")
         nested: Any = value
         for part in reversed(path):
             nested = {part: nested}

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+from pcf_gs.resources import demo_scene_dir
+
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,10 +103,9 @@ def viewer_run(tmp_path_factory):
     RUN/checkpoint.pt, RUN/segment/{scene_labeled.ply, objects.json, gaussian_*_ids.npy}."""
     from pcf_gs.cli import main
 
-    repo = Path(__file__).resolve().parent.parent
     run = tmp_path_factory.mktemp("viewer") / "run"
     assert main([
-        "-q", "train", str(repo / "assets" / "demo"), "--out", str(run), "--config", "cpu_fast",
+        "-q", "train", str(demo_scene_dir()), "--out", str(run), "--config", "cpu_fast",
         "--set", "data.max_size=64", "--set", "model.init_points=3000", "--set", "train.iterations=200",
         "--set", "train.warmup_iterations=60", "--set", "train.cross_view_start=100000",
         "--set", "train.densify_from=40", "--set", "train.densify_until=150", "--set", "train.log_every=50",

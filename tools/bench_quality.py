@@ -14,7 +14,7 @@ models with one fixed preset and scores six methods on the test views:
 Reported per method: PQ^scene, SQ, RQ, mIoU (percent), test PSNR (dB) and
 training wall time; per probabilistic training, the rendered variance on
 ground-truth instance boundaries against object interiors (the paper's
-Fig. 5; :func:`pcf_gs.evaluate.boundary_uncertainty`). Hyper-parameters are the
+Fig. 5; :func:`pcf_gs.evaluation.evaluate.boundary_uncertainty`). Hyper-parameters are the
 preset's for every scene; nothing is tuned per scene.
 
     python tools/bench_quality.py --quick                  # one scene, half the steps: ~8 min on 2 cores
@@ -152,9 +152,9 @@ def measure(run_dir: Path, scene_dir: Path, cell: Path, kind: str) -> None:
     """(child process) segment with MVOA and HDBSCAN, evaluate, and measure boundary uncertainty."""
     from pcf_gs.config import config_from_dict
     from pcf_gs.data import load_scene
-    from pcf_gs.evaluate import boundary_uncertainty, evaluate_predictions, test_psnr
-    from pcf_gs.render_views import load_run
-    from pcf_gs.segment import run_segment
+    from pcf_gs.evaluation.evaluate import boundary_uncertainty, evaluate_predictions, test_psnr
+    from pcf_gs.lift.run import load_run
+    from pcf_gs.segment.pipeline import run_segment
 
     loaded = load_run(run_dir)
     scene = load_scene(scene_dir, config_from_dict(loaded[3]).data, progress=False)
@@ -180,7 +180,7 @@ def raw_2d(scene_dir: Path, a) -> dict:
     if out.exists():
         return json.loads(out.read_text())
     from pcf_gs.data import load_scene
-    from pcf_gs.evaluate import evaluate_predictions, write_raw_predictions
+    from pcf_gs.evaluation.evaluate import evaluate_predictions, write_raw_predictions
 
     sc = load_scene(scene_dir, progress=False)
     pred = out.parent / "raw2d"
@@ -209,10 +209,10 @@ def uncertainty_figure(run_dir: Path, scene_dir: Path, path: Path) -> None:
 
     from pcf_gs.config import config_from_dict
     from pcf_gs.data import load_scene
-    from pcf_gs.evaluate import instance_boundaries
-    from pcf_gs.export import distinct_colors
-    from pcf_gs.model import render_features
-    from pcf_gs.render_views import load_run
+    from pcf_gs.evaluation.evaluate import instance_boundaries
+    from pcf_gs.splats.export import distinct_colors
+    from pcf_gs.lift.model import render_features
+    from pcf_gs.lift.run import load_run
 
     params, spec, rec, cfg = load_run(run_dir)
     scene = load_scene(scene_dir, config_from_dict(cfg).data, progress=False)

@@ -67,7 +67,7 @@ def main() -> int:
     subprocess.run(cli + ["eval", str(run_dir), "--data", str(scene), "--pred", str(seg)], check=True)
     m = json.loads((seg / "metrics.json").read_text())
     from pcf_gs.data import load_scene
-    from pcf_gs.evaluate import evaluate_predictions, write_raw_predictions
+    from pcf_gs.evaluation.evaluate import evaluate_predictions, write_raw_predictions
 
     sc = load_scene(scene, progress=False)
     write_raw_predictions(sc, out / "raw2d")

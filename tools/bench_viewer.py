@@ -44,8 +44,8 @@ def make_scene(n: int, seed: int = 0, ref_res: int = 512):
     import numpy as np
     import torch
 
-    from pcf_gs.ply import Splats
-    from pcf_gs.viewer.scene import CameraPreset, ViewScene, objects_table
+    from pcf_gs.splats.ply import Splats
+    from pcf_gs.viewer.target import CameraPreset, ViewScene, objects_table
 
     from tools.bench_render import frustum_gaussians
 

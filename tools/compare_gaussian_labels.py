@@ -26,11 +26,11 @@ from rich.table import Table
 
 from pcf_gs.config import config_from_dict
 from pcf_gs.data import load_scene
-from pcf_gs.evaluate import evaluate_predictions
-from pcf_gs.model import activated_geometry
+from pcf_gs.evaluation.evaluate import evaluate_predictions
+from pcf_gs.lift.model import activated_geometry
 from pcf_gs.render import rasterize
-from pcf_gs.render_views import load_run, split_ids, view_of
-from pcf_gs.segment import run_segment
+from pcf_gs.lift.run import load_run, split_ids, view_of
+from pcf_gs.segment.pipeline import run_segment
 
 
 @torch.no_grad()

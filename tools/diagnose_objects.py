@@ -45,7 +45,7 @@ def _thing_ids(f, is_thing: np.ndarray) -> np.ndarray:
 
 def object_table(scene, pred_dir: Path, split: str = "test") -> list[dict]:
     """Rows as in the module docstring, one per ground-truth thing object of ``split``, largest first."""
-    from pcf_gs.evaluate import _read_png16
+    from pcf_gs.evaluation.evaluate import _read_png16
 
     is_thing = scene.classes.is_thing_array()
     frames = scene.split(split)

@@ -4,7 +4,7 @@
     python tools/edit_demo.py --run RUN --segment SEG        # an existing run and its `segment --export-ply` folder
     python tools/edit_demo.py --set train.iterations=800 ... # a shorter demo run (overrides as in `pcf-gs train`)
 
-The edits go through the CLI's code path (``pcf_gs.edit_cli.run_edit`` on
+The edits go through the CLI's code path (``pcf_gs.splats.edit_script.run_edit`` on
 SEG/scene_labeled.ply, i.e. ``pcf-gs edit --remove K`` and ``--translate
 K=dx,dy,dz``); the original and edited PLYs are rendered with the run's
 cameras as ``pcf-gs render --ply`` does. The object is the one with the largest
@@ -39,14 +39,14 @@ from scipy.ndimage import binary_dilation
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pcf_gs import edit as E  # noqa: E402
+from pcf_gs.splats import edit as E  # noqa: E402
 from pcf_gs.data.scene import Normalization  # noqa: E402
-from pcf_gs.edit_cli import parse_ops, run_edit  # noqa: E402
-from pcf_gs.io_utils import atomic_path, write_json_atomic  # noqa: E402
-from pcf_gs.model import activated_geometry, render_rgb  # noqa: E402
-from pcf_gs.ply import Splats, read_ply  # noqa: E402
+from pcf_gs.splats.edit_script import parse_ops, run_edit  # noqa: E402
+from pcf_gs.atomic import atomic_path, write_json_atomic  # noqa: E402
+from pcf_gs.lift.model import activated_geometry, render_rgb  # noqa: E402
+from pcf_gs.splats.ply import Splats, read_ply  # noqa: E402
 from pcf_gs.render import rasterize  # noqa: E402
-from pcf_gs.render_views import load_run, split_ids, splats_to_params, view_of  # noqa: E402
+from pcf_gs.lift.run import load_run, split_ids, splats_to_params, view_of  # noqa: E402
 
 
 class Views:
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
     if args.run is None:
-        from pcf_gs.demo import run_demo
+        from pcf_gs.cli.demo import run_demo
 
         if not (work / "segment" / "scene_labeled.ply").is_file():
             run_demo(work, "cpu_fast", args.overrides, resume=(work / "run" / "checkpoint.pt").exists())

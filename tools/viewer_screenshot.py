@@ -3,7 +3,7 @@
     python tools/viewer_screenshot.py demo_out --out docs/viewer.png [--mode instance] [--overlay] [--select]
 
 Starts ``pcf-gs view TARGET`` on a free port, opens it in Debian's Chromium
-(:mod:`pcf_gs.viewer.browser`), waits for the streamed image, optionally turns
+(:mod:`tests.viewer.browser`), waits for the streamed image, optionally turns
 on the RGB overlay and clicks the object covering most of the image (so the
 panel shows a selection), waits for the full-resolution frame and saves the page.
 """
@@ -19,11 +19,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pcf_gs.viewer.browser import ViewerPage, classify_object_pixels, interior_point, start_viewer  # noqa: E402
+from tests.viewer.browser import ViewerPage, classify_object_pixels, interior_point, start_viewer  # noqa: E402
 
 
 def object_colors(target: Path) -> dict[int, tuple[int, int, int]]:
-    from pcf_gs.viewer.scene import load_target
+    from pcf_gs.viewer.target import load_target
 
     scene = load_target(target)
     return {o.id: o.color for o in scene.objects}

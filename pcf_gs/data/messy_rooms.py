@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from pcf_gs.config import DataConfig
-from pcf_gs.data import imageio
+from pcf_gs.data import images as imgio
 from pcf_gs.data.scene import ClassTable, Frame, Normalization, Scene
 from pcf_gs.errors import DataError
 from pcf_gs.progress import progress_bar
@@ -173,7 +173,7 @@ def load_messy_rooms(root: str | Path, cfg: DataConfig | None = None, progress: 
     meta_path = root / "metadata.json"
     meta = _read_json(meta_path)
 
-    first = imageio.read_rgb(images[0])
+    first = imgio.read_rgb(images[0])
     H0, W0 = first.shape[:2]
     K_all, c2w_all = read_kubric_cameras(meta, W0, H0, meta_path)
     if all(s.isdigit() for s in stems) and max(int(s) for s in stems) < len(c2w_all):
@@ -204,20 +204,20 @@ def load_messy_rooms(root: str | Path, cfg: DataConfig | None = None, progress: 
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f'bad "pcf_gs.classes" table ({e})', meta_path) from None
 
-    W, H = imageio.target_size(W0, H0, cfg.downscale, cfg.max_size)
+    W, H = imgio.target_size(W0, H0, cfg.downscale, cfg.max_size)
     sx, sy = W / W0, H / H0
 
     def load_one(i: int) -> Frame:
         stem = stems[i]
-        rgb = first if i == 0 else imageio.read_rgb(images[i])
+        rgb = first if i == 0 else imgio.read_rgb(images[i])
         if rgb.shape[:2] != (H0, W0):
             raise DataError(f"image size {rgb.shape[1]}x{rgb.shape[0]} differs from {images[0].name} ({W0}x{H0})", images[i])
-        rgb = imageio.resize_image(rgb, W, H)
+        rgb = imgio.resize_image(rgb, W, H)
 
         def label(folder: Path) -> np.ndarray:
             p = folder / f"{stem}.npy"
-            lab = imageio.fit_label_map(imageio.read_npy(p, "label"), W0, H0, p)
-            return imageio.resize_nearest(lab, W, H)
+            lab = imgio.fit_label_map(imgio.read_npy(p, "label"), W0, H0, p)
+            return imgio.resize_nearest(lab, W, H)
 
         sem, ins = label(pred_sem), label(pred_ins)
         if sem.max(initial=0) >= classes.num_classes:
@@ -227,8 +227,8 @@ def load_messy_rooms(root: str | Path, cfg: DataConfig | None = None, progress: 
         conf = None
         if has_conf:
             p = pred_conf / f"{stem}.npy"
-            conf = imageio.fit_label_map(imageio.read_npy(p, "confidence"), W0, H0, p, nearest=False)
-            conf = imageio.resize_image(conf, W, H)
+            conf = imgio.fit_label_map(imgio.read_npy(p, "confidence"), W0, H0, p, nearest=False)
+            conf = imgio.resize_image(conf, W, H)
             conf[sem == 0] = 1.0
         gt_sem = gt_ins = None
         if has_gt:
@@ -236,13 +236,13 @@ def load_messy_rooms(root: str | Path, cfg: DataConfig | None = None, progress: 
         valid = None
         inv = invalid_dir / f"{stem}.jpg"
         if inv.is_file():
-            m = imageio.read_rgb(inv)[..., 0]
-            valid = imageio.resize_nearest(imageio.fit_label_map(m, W0, H0, inv), W, H) == 0
+            m = imgio.read_rgb(inv)[..., 0]
+            valid = imgio.resize_nearest(imgio.fit_label_map(m, W0, H0, inv), W, H) == 0
         j = cam_index[i]
         return Frame(
             name=stem,
             rgb=rgb,
-            K=imageio.scale_intrinsics(K_all[j], sx, sy).astype(np.float32),
+            K=imgio.scale_intrinsics(K_all[j], sx, sy).astype(np.float32),
             c2w=c2w_all[j],  # normalised below
             semantics=sem,
             instances=ins,

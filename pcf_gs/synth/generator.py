@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from pcf_gs.errors import UserError
-from pcf_gs.io_utils import atomic_dir
+from pcf_gs.atomic import atomic_dir
 from pcf_gs.progress import progress_bar
 from pcf_gs.synth import noise as noise_mod
 from pcf_gs.synth import scene as scene_mod

@@ -36,7 +36,7 @@ from pcf_gs.viewer.render import (
     ViewRenderer,
     available_modes,
 )
-from pcf_gs.viewer.scene import STUFF, CameraPreset, ViewScene
+from pcf_gs.viewer.target import STUFF, CameraPreset, ViewScene
 
 log = logging.getLogger("pcf_gs.viewer")
 
@@ -97,7 +97,7 @@ class ViewerApp:
     """A viser server showing one :class:`ViewScene`.
 
     Args:
-        scene: what to show (:func:`pcf_gs.viewer.scene.load_target`; replace with :meth:`set_scene`).
+        scene: what to show (:func:`pcf_gs.viewer.target.load_target`; replace with :meth:`set_scene`).
         host, port: where to listen (port 0: any free port; a busy port moves to the next free one).
         mode: initial render mode (``rgb``, ``semantic``, ``instance``, ``uncertainty``, ``depth``).
         device: torch device for rendering (default: CUDA when available, else CPU).
@@ -520,7 +520,7 @@ class LiveTrainingViewer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, *, update_seconds: float = 2.0,
                  live_max_side: int = 512, **kw):
-        from pcf_gs.viewer.scene import empty_scene
+        from pcf_gs.viewer.target import empty_scene
 
         self.app = ViewerApp(empty_scene("waiting for the first training step"), host, port, **kw)
         self.update_seconds = float(update_seconds)
@@ -537,8 +537,8 @@ class LiveTrainingViewer:
 
     def snapshot(self, trainer) -> None:
         """Show the trainer's current model."""
-        from pcf_gs.train import scene_record
-        from pcf_gs.viewer.scene import from_params
+        from pcf_gs.lift.trainer import scene_record
+        from pcf_gs.viewer.target import from_params
 
         if self._rec is None:
             self._rec = scene_record(trainer.scene)
@@ -580,7 +580,7 @@ def serve(target: str | Path, host: str = "127.0.0.1", port: int = 8080, *, mode
           device=None, export_dir: str | Path = "viewer_exports", max_side: int = 1024,
           wait: bool = True, on_ready: Callable[[ViewerApp], None] | None = None) -> ViewerApp:
     """`pcf-gs view`: load TARGET, start the server, print the URL, serve until Ctrl-C."""
-    from pcf_gs.viewer.scene import load_target
+    from pcf_gs.viewer.target import load_target
     from pcf_gs.viewer.render import mode_unavailable_reason
     from pcf_gs.errors import UserError
 

@@ -2,7 +2,7 @@
 
 What you see is what you export: hidden objects are left out and recoloured
 objects get their new colour (SH band 0 set to it, higher bands zeroed).
-Files are written with :func:`pcf_gs.ply.write_ply` in the original world
+Files are written with :func:`pcf_gs.splats.ply.write_ply` in the original world
 frame, like ``segment --export-ply``: the selection in the plain 3DGS layout
 (as ``objects/<id>_<class>.ply``), the visible set in the labelled layout of
 ``scene_labeled.ply`` so that ``pcf-gs view`` reopens it with its labels.
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pcf_gs.export import _safe
-from pcf_gs.model import C0
-from pcf_gs.ply import Splats, write_ply
+from pcf_gs.splats.export import _safe
+from pcf_gs.lift.model import C0
+from pcf_gs.splats.ply import Splats, write_ply
 from pcf_gs.viewer.render import DisplayState
-from pcf_gs.viewer.scene import ViewScene
+from pcf_gs.viewer.target import ViewScene
 
 
 def visible_mask(scene: ViewScene, state: DisplayState) -> np.ndarray:

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from pcf_gs.export import distinct_colors
-from pcf_gs.model import C0
-from pcf_gs.viewer.scene import STUFF, ViewScene
+from pcf_gs.splats.export import distinct_colors
+from pcf_gs.lift.model import C0
+from pcf_gs.viewer.target import STUFF, ViewScene
 
 NEAR_PLANE = 0.01  # world units, as the rasterizer's default
 HIGHLIGHT_DIM = 0.55  # what is not selected is drawn at 45% brightness
@@ -303,7 +303,7 @@ class ViewRenderer:
     # ----------------------------------------------------------------- render
     def _rgb_colors(self, v: _Visible, campos: torch.Tensor) -> torch.Tensor:
         """[M,3] view-dependent colours: max(SH(dir) + 0.5, 0) as gsplat, recolours flat."""
-        from pcf_gs.viewer.sh import sh_to_rgb
+        from pcf_gs.render.sh import sh_to_rgb
 
         deg = min(self.scene.sh_degree, 3)
         if deg == 0:

@@ -1,0 +1,50 @@
+"""Argument groups and config resolution shared by the ``pcf-gs`` commands."""
+
+from __future__ import annotations
+
+import argparse
+
+from pcf_gs.errors import UserError
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="NAME|PATH", help="YAML preset from configs/ (e.g. default, cpu_fast) or a file")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one setting (repeatable), e.g. --set train.iterations=2000",
+    )
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=["auto", "messy_rooms"], help="scene layout (default: detect)")
+    p.add_argument("--downscale", type=int, help="shrink images by this integer factor on load")
+
+
+def add_server_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--host", default="127.0.0.1",
+                   help=f"address {what} listens on (default: 127.0.0.1; 0.0.0.0 for all interfaces)")
+    p.add_argument("--port", type=int, default=8080, help=f"port of {what} (default: 8080; the next free one if taken)")
+
+
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` overrides followed by the ones the data/device flags stand for (flags win)."""
+    out = list(args.overrides)
+    if getattr(args, "format", None):
+        out.append(f"data.format={args.format}")
+    if getattr(args, "downscale", None):
+        if args.downscale < 1:
+            raise UserError(f"--downscale must be >= 1, got {args.downscale}")
+        out.append(f"data.downscale={args.downscale}")
+    if getattr(args, "device", None):
+        out.append(f"device={args.device}")
+    return out
+
+
+def resolve_config(args: argparse.Namespace):
+    from pcf_gs.config import load_config
+
+    return load_config(args.config, flag_overrides(args))

@@ -1,0 +1,41 @@
+"""Semantic classes voted onto Gaussians from the training views' 2D labels (segment.semantics=vote)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+
+def two_blob_setup(labels_per_view):
+    """Two opaque Gaussians left and right of a 16x8 camera looking down +z; one label map per view."""
+    from pcf_gs.segment.pipeline import gaussian_semantics_vote
+
+    params = {
+        "means": torch.tensor([[-0.5, 0.0, 2.0], [0.5, 0.0, 2.0]]),
+        "quats": torch.tensor([[1.0, 0, 0, 0], [1.0, 0, 0, 0]]),
+        "scales": torch.full((2, 3), float(np.log(0.15))),
+        "opacities": torch.full((2,), 6.0),
+        "semantics": torch.tensor([[0.0, 3.0, 0.0], [0.0, 3.0, 0.0]]),  # the head says class 1 for both
+    }
+    W, H, V = 16, 8, len(labels_per_view)
+    K = torch.tensor([[8.0, 0, 8], [0, 8.0, 4], [0, 0, 1]])
+    rec = {"c2w": torch.eye(4)[None].repeat(V, 1, 1), "K": K[None].repeat(V, 1, 1), "width": W, "height": H,
+           "train_ids": list(range(V))}
+    frames = []
+    for left, right in labels_per_view:
+        sem = np.zeros((H, W), np.int32)
+        sem[:, :8], sem[:, 8:] = left, right
+        frames.append(SimpleNamespace(semantics=sem, valid=None, confidence=None))
+    scene = SimpleNamespace(classes=SimpleNamespace(num_classes=3), frames=frames)
+    return gaussian_semantics_vote(params, rec, scene, "cpu", 0.3)
+
+
+def test_semantic_vote_is_a_multiview_majority():
+    # left Gaussian: class 2 in two views, 0 in one; right: class 0 everywhere (the head said 1 for both)
+    p = two_blob_setup([(2, 0), (2, 0), (0, 0)])
+    assert p.shape == (2, 3) and torch.allclose(p.sum(1), torch.ones(2))
+    assert p.argmax(1).tolist() == [2, 0]
+    assert float(p[0, 2]) == pytest.approx(2 / 3, abs=0.02) and float(p[1, 0]) > 0.95
