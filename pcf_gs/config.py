@@ -208,7 +208,30 @@ def resolve_preset(name_or_path: str) -> Path:
 
 
 # --------------------------------------------------------------------------- #
-# typed updates
+# dataclass introspection: config files here, generated flags in pcf_gs.cli.synth
+
+
+def typed_fields(cls) -> list[tuple[dataclasses.Field, Any]]:
+    """(field, resolved annotation) of every field of a dataclass (class or instance);
+    string annotations (``from __future__ import annotations``) are evaluated."""
+    hints = typing.get_type_hints(cls if isinstance(cls, type) else type(cls))
+    return [(f, hints[f.name]) for f in fields(cls)]
+
+
+def type_kind(tp) -> tuple[str, tuple]:
+    """What an annotation is: ("any", ()), ("literal", choices), ("union", members, None
+    type excluded; ``X | None`` and ``Optional[X]`` included), ("list" | "tuple",
+    (element type,)), or ("plain", (tp,)) for anything else (bool, int, float, str, ...)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return "any", ()
+    if origin is Literal:
+        return "literal", typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return "union", tuple(a for a in typing.get_args(tp) if a is not type(None))
+    if origin in (list, tuple):
+        return origin.__name__, (typing.get_args(tp) or (Any,))[:1]
+    return "plain", (tp,)
 
 
 def _type_name(tp) -> str:
@@ -217,33 +240,28 @@ def _type_name(tp) -> str:
 
 def _coerce(value: Any, tp, where: str) -> Any:
     """Convert a YAML-parsed ``value`` to the annotated type ``tp`` or raise UserError."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
+    kind, args = type_kind(tp)
+    if kind == "any":
         return value
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise UserError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+    if kind == "literal":
+        if value not in args:
+            raise UserError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
         return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
+    if kind == "union":
+        if value is None and type(None) in typing.get_args(tp):
             return None
         errors = []
         for a in args:
-            if a is type(None):
-                continue
             try:
                 return _coerce(value, a, where)
             except UserError as e:
                 errors.append(str(e))
         raise UserError(errors[0] if errors else f"{where}: bad value {value!r}")
-    if origin in (list, tuple):
+    if kind in ("list", "tuple"):
         if not isinstance(value, (list, tuple)):
             raise UserError(f"{where}: expected a list, got {value!r}")
-        (inner, *_) = typing.get_args(tp) or (Any,)
-        seq = [_coerce(v, inner, where) for v in value]
-        return seq if origin is list else tuple(seq)
+        seq = [_coerce(v, args[0], where) for v in value]
+        return seq if kind == "list" else tuple(seq)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -283,8 +301,8 @@ RETIRED = {"render.near_plane", "render.far_plane", "train.batch_views"}
 def _update(obj: Any, values: dict, where: str) -> None:
     if not isinstance(values, dict):
         raise UserError(f"{where}: expected a mapping, got {values!r}")
-    hints = typing.get_type_hints(type(obj))
-    names = [f.name for f in fields(obj)]
+    hints = {f.name: tp for f, tp in typed_fields(obj)}
+    names = list(hints)
     for key, val in values.items():
         if f"{where}.{key}" in RETIRED:
             continue

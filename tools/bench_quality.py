@@ -14,7 +14,7 @@ models with one fixed preset and scores six methods on the test views:
 Reported per method: PQ^scene, SQ, RQ, mIoU (percent), test PSNR (dB) and
 training wall time; per probabilistic training, the rendered variance on
 ground-truth instance boundaries against object interiors (the paper's
-Fig. 5; :func:`pcf_gs.evaluation.evaluate.boundary_uncertainty`). Hyper-parameters are the
+Fig. 5; :func:`pcf_gs.evaluation.diagnostics.boundary_uncertainty`). Hyper-parameters are the
 preset's for every scene; nothing is tuned per scene.
 
     python tools/bench_quality.py --quick                  # one scene, half the steps: ~8 min on 2 cores
@@ -150,15 +150,15 @@ def segment_defaults() -> list[str]:
 
 def measure(run_dir: Path, scene_dir: Path, cell: Path, kind: str) -> None:
     """(child process) segment with MVOA and HDBSCAN, evaluate, and measure boundary uncertainty."""
-    from pcf_gs.config import config_from_dict
     from pcf_gs.data import load_scene
-    from pcf_gs.evaluation.evaluate import boundary_uncertainty, evaluate_predictions, test_psnr
-    from pcf_gs.lift.run import load_run
+    from pcf_gs.evaluation.diagnostics import boundary_uncertainty
+    from pcf_gs.evaluation.evaluate import evaluate_predictions, split_psnr
+    from pcf_gs.lift.run import Run
     from pcf_gs.segment.pipeline import run_segment
 
-    loaded = load_run(run_dir)
-    scene = load_scene(scene_dir, config_from_dict(loaded[3]).data, progress=False)
-    res: dict = {"psnr": round(test_psnr(loaded, scene), 2)}
+    run = Run.load(run_dir)
+    scene = load_scene(scene_dir, run.config.data, progress=False)
+    res: dict = {"psnr": round(split_psnr(run, scene), 2)}
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     res["num_gaussians"] = [r for r in recs if "num_gaussians" in r][-1]["num_gaussians"]
     for clustering in ("mvoa", "hdbscan"):
@@ -170,7 +170,7 @@ def measure(run_dir: Path, scene_dir: Path, cell: Path, kind: str) -> None:
         res[clustering] = {k: round(m[k], 2) for k in ("pq", "sq", "rq", "miou")}
         res[clustering].update(prototypes=info["prototypes"], segment_wall_s=round(time.time() - t, 1))
     if kind != "det":  # a deterministic model's variance is a constant
-        u = boundary_uncertainty(loaded, scene)
+        u = boundary_uncertainty(run, scene)
         res["uncertainty"] = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in u.items()}
     (cell / "measure.json").write_text(json.dumps(res, indent=2) + "\n")
 
@@ -207,21 +207,20 @@ def uncertainty_figure(run_dir: Path, scene_dir: Path, path: Path) -> None:
     import numpy as np
     import torch
 
-    from pcf_gs.config import config_from_dict
     from pcf_gs.data import load_scene
-    from pcf_gs.evaluation.evaluate import instance_boundaries
-    from pcf_gs.splats.export import distinct_colors
+    from pcf_gs.evaluation.diagnostics import instance_boundaries
     from pcf_gs.lift.model import render_features
-    from pcf_gs.lift.run import load_run
+    from pcf_gs.lift.run import Run
+    from pcf_gs.splats.export import distinct_colors
 
-    params, spec, rec, cfg = load_run(run_dir)
-    scene = load_scene(scene_dir, config_from_dict(cfg).data, progress=False)
+    run = Run.load(run_dir)
+    scene = load_scene(scene_dir, run.config.data, progress=False)
     f = scene.split("test")[0]
     vm = torch.linalg.inv(torch.from_numpy(f.c2w.astype(np.float32)))[None]
     K = torch.from_numpy(f.K.astype(np.float32))[None]
     with torch.no_grad():
-        var = render_features(params, spec, vm, K, f.width, f.height, backend=cfg["render"]["backend"], slow=False,
-                              eps2d=cfg["render"]["eps2d"])["var"][0].mean(-1).numpy()
+        var = render_features(run.params, run.spec, vm, K, f.width, f.height, backend=run.config.render.backend, slow=False,
+                              eps2d=run.config.render.eps2d)["var"][0].mean(-1).numpy()
     lv = np.log(np.maximum(var, 1e-6))
     thing = f.gt_instances > 0  # the room's Gaussians get no instance loss: its variance means nothing
     lo, hi = np.percentile(lv[thing] if thing.any() else lv, [2, 98])

@@ -29,12 +29,10 @@ import math
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `pcf-gs view` runs (see cli.cmd_view); before torch loads
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `pcf-gs view` runs (pcf_gs/cli/view.py); before torch loads
 
 MODES = [("rgb", False), ("semantic", False), ("instance", False), ("uncertainty", False), ("depth", False),
          ("instance", True)]
@@ -47,7 +45,7 @@ def make_scene(n: int, seed: int = 0, ref_res: int = 512):
     from pcf_gs.splats.ply import Splats
     from pcf_gs.viewer.target import CameraPreset, ViewScene, objects_table
 
-    from tools.bench_render import frustum_gaussians
+    from bench_render import frustum_gaussians  # the sibling script: tools/ is sys.path[0] when run as a script
 
     g = torch.Generator().manual_seed(seed)
     f = float(ref_res)

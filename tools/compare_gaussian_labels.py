@@ -24,31 +24,30 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from pcf_gs.config import config_from_dict
 from pcf_gs.data import load_scene
 from pcf_gs.evaluation.evaluate import evaluate_predictions
 from pcf_gs.lift.model import activated_geometry
 from pcf_gs.render import rasterize
-from pcf_gs.lift.run import load_run, split_ids, view_of
+from pcf_gs.lift.run import Run
 from pcf_gs.segment.pipeline import run_segment
 
 
 @torch.no_grad()
-def render_gaussian_labels(params, rec, inst_g: np.ndarray, sem_g: np.ndarray, out: Path, split: str = "test") -> None:
+def render_gaussian_labels(run: Run, inst_g: np.ndarray, sem_g: np.ndarray, out: Path, split: str = "test") -> None:
     """Write pred_semantics/ and pred_surrogateid/ rendered from per-Gaussian labels [N]."""
-    means, quats, scales, opac = activated_geometry(params, detach=True)
-    W, H = rec["width"], rec["height"]
+    means, quats, scales, opac = activated_geometry(run.params, detach=True)
+    W, H = run.width, run.height
     ni, ns = int(inst_g.max()) + 1, int(sem_g.max()) + 1
     onehot = torch.zeros(len(inst_g), ni + ns)
     onehot[torch.arange(len(inst_g)), torch.from_numpy(inst_g.astype(np.int64))] = 1
     onehot[torch.arange(len(sem_g)), ni + torch.from_numpy(sem_g.astype(np.int64))] = 1
     (out / "pred_semantics").mkdir(parents=True, exist_ok=True)
     (out / "pred_surrogateid").mkdir(parents=True, exist_ok=True)
-    for i in split_ids(rec, split):
-        vm, K = view_of(rec, i)
+    for i in run.split_ids(split):
+        vm, K = run.view(i)
         img = rasterize(means, quats, scales, opac, onehot, vm, K, W, H)[0][0]  # [H, W, ni + ns]
         ins, sem = img[..., :ni].argmax(-1), img[..., ni:].argmax(-1)
-        name = rec["frames"][i]
+        name = run.frames[i]
         cv2.imwrite(str(out / "pred_semantics" / f"{name}.png"), sem.numpy().astype(np.uint16))
         cv2.imwrite(str(out / "pred_surrogateid" / f"{name}.png"), ins.numpy().astype(np.uint16))
 
@@ -60,25 +59,25 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     args = ap.parse_args()
-    run, data = Path(args.run), Path(args.data)
-    params, _, rec, cfgd = load_run(run)
-    scene = load_scene(data, config_from_dict(cfgd).data, progress=False)
+    run_dir, data = Path(args.run), Path(args.data)
+    run = Run.load(run_dir)
+    scene = load_scene(data, run.config.data, progress=False)
     rows = []
     with tempfile.TemporaryDirectory() as td:
         seg = Path(td) / "seg"
         for mode in ("direct", "vote"):
             t = time.time()
-            info = run_segment(run, seg, split="test", data=data, overrides=args.overrides, gaussian_labels=mode, progress=False)
+            info = run_segment(run_dir, seg, split="test", data=data, overrides=args.overrides, gaussian_labels=mode, progress=False)
             seconds = time.time() - t
             pix = evaluate_predictions(scene, seg)
             inst_g, sem_g = np.load(seg / "gaussian_instance_ids.npy"), np.load(seg / "gaussian_semantic_ids.npy")
             rendered = Path(td) / f"rendered_{mode}"
-            render_gaussian_labels(params, rec, inst_g, sem_g, rendered)
+            render_gaussian_labels(run, inst_g, sem_g, rendered)
             g = evaluate_predictions(scene, rendered)
             rows.append({"mode": mode, "prototypes": info["prototypes"], "segment_seconds": round(seconds, 1),
                          "pixel": {k: round(pix[k], 2) for k in ("pq", "sq", "rq", "miou")},
                          "gaussian_rendered": {k: round(g[k], 2) for k in ("pq", "sq", "rq", "miou")}})
-    tab = Table(title=f"Gaussian labels rendered into the test views ({run})")
+    tab = Table(title=f"Gaussian labels rendered into the test views ({run_dir})")
     for c in ("mode", "PQ", "SQ", "RQ", "mIoU", "pixel-label PQ", "segment s"):
         tab.add_column(c)
     for r in rows:

@@ -40,26 +40,26 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pcf_gs.splats import edit as E  # noqa: E402
-from pcf_gs.data.scene import Normalization  # noqa: E402
 from pcf_gs.splats.edit_script import parse_ops, run_edit  # noqa: E402
 from pcf_gs.atomic import atomic_path, write_json_atomic  # noqa: E402
 from pcf_gs.lift.model import activated_geometry, render_rgb  # noqa: E402
 from pcf_gs.splats.ply import Splats, read_ply  # noqa: E402
 from pcf_gs.render import rasterize  # noqa: E402
-from pcf_gs.lift.run import load_run, split_ids, splats_to_params, view_of  # noqa: E402
+from pcf_gs.lift.run import Run  # noqa: E402
+from pcf_gs.splats.export import splats_to_params  # noqa: E402
 
 
 class Views:
     """Renders world-frame splat sets with one run's cameras (optionally upscaled)."""
 
     def __init__(self, run: Path):
-        _, spec, self.rec, cfg = load_run(run)
-        self.norm = Normalization.from_dict(self.rec["normalization"])
-        self.eps2d = cfg["render"]["eps2d"]
-        self.W, self.H = self.rec["width"], self.rec["height"]
+        self.run = Run.load(run)
+        self.norm = self.run.normalization
+        self.eps2d = self.run.config.render.eps2d
+        self.W, self.H = self.run.width, self.run.height
 
     def camera(self, i: int, up: int = 1):
-        vm, K = view_of(self.rec, i)
+        vm, K = self.run.view(i)
         K = K.clone()
         K[:, :2] *= up
         return vm, K, self.W * up, self.H * up
@@ -134,11 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     table = {o["id"]: o for o in json.loads((seg / "objects.json").read_text())["objects"]} if (seg / "objects.json").is_file() else {}
     V = Views(run)
-    views = split_ids(V.rec, "test") or split_ids(V.rec, "all")
+    views = V.run.split_ids("test") or V.run.split_ids("all")
     n_ids = max(ids) + 1
     lab0 = {i: V.labels(s, i, n_ids) for i in views}
     if not any((lab0[i] > 0).any() for i in views):  # nothing labelled in the test views: use every view
-        views = split_ids(V.rec, "all")
+        views = V.run.split_ids("all")
         lab0 = {i: V.labels(s, i, n_ids) for i in views}
     def inside(m: np.ndarray) -> bool:  # the footprint does not touch the image border
         return not (m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.offset:
         offset = [float(v) for v in args.offset.split(",")]
     else:
-        c2w_world = V.norm.scene_to_world_c2w(V.rec["c2w"][view].numpy())
+        c2w_world = V.norm.scene_to_world_c2w(V.run.c2w[view].numpy())
         right = c2w_world[:3, 0] / np.linalg.norm(c2w_world[:3, 0])
         proj = s.means[s.extra["instance_id"] == k] @ right
         width = float(np.percentile(proj, 95) - np.percentile(proj, 5)) if len(proj) > 1 else 0.1
@@ -193,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         n_mv += 3 * float((~both).sum())
     cls = table.get(k, {}).get("class", "object")
     res = {
-        "run": str(run), "segment": str(seg), "object": k, "class": cls, "view": V.rec["frames"][view],
-        "views": [V.rec["frames"][i] for i in views], "offset": [round(v, 5) for v in offset],
-        "train_iterations": json.loads(json.dumps(load_run(run)[3]["train"]["iterations"])),
+        "run": str(run), "segment": str(seg), "object": k, "class": cls, "view": V.run.frames[view],
+        "views": [V.run.frames[i] for i in views], "offset": [round(v, 5) for v in offset],
+        "train_iterations": V.run.config.train.iterations,
         "remove": {
             "psnr_outside_footprint_db": round(psnr(se_out / max(n_out, 1)), 2),
             "still_k_fraction": still / max(former, 1),

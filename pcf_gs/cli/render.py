@@ -10,11 +10,11 @@ import numpy as np
 import torch
 
 from pcf_gs.atomic import atomic_dir, write_json_atomic
-from pcf_gs.data.scene import Normalization
 from pcf_gs.errors import UserError
 from pcf_gs.lift.model import render_features, render_rgb
-from pcf_gs.lift.run import load_run, splats_to_params, split_ids, view_of
+from pcf_gs.lift.run import Run
 from pcf_gs.progress import progress_bar
+from pcf_gs.splats.export import splats_to_params
 
 
 def add_parser(sub) -> None:
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 @torch.no_grad()
-def render_run(run: Path, out: Path, split: str = "test", overwrite: bool = True, progress: bool = True, backend: str = "auto",
+def render_run(run_dir: Path, out: Path, split: str = "test", overwrite: bool = True, progress: bool = True, backend: str = "auto",
                ply: Path | None = None) -> dict:
     """Write OUT/rgb/<frame>.png, alpha/<frame>.png, semantics/<frame>.png (16-bit class ids),
     depth/<frame>.png (16-bit, millimetres in the original world units) and
@@ -45,36 +45,36 @@ def render_run(run: Path, out: Path, split: str = "test", overwrite: bool = True
     With ``ply`` the splats of that file (world frame, any 3DGS PLY, e.g. an edited
     scene) are rendered with the run's cameras instead of the run's model; there
     are no semantics then (rgb/, alpha/, depth/ only)."""
-    params, spec, rec, cfg = load_run(run)
-    sh_degree = spec.sh_degree
+    run = Run.load(run_dir)
+    params, sh_degree = run.params, run.spec.sh_degree
     if ply is not None:
         from pcf_gs.splats.ply import read_ply
 
         s, _ = read_ply(ply)
         if len(s) == 0:
             raise UserError("has no Gaussians to render", ply)
-        params = splats_to_params(s, Normalization.from_dict(rec["normalization"]))
+        params = splats_to_params(s, run.normalization)
         sh_degree = int(round(np.sqrt(s.shN.shape[1] + 1))) - 1
-    ids = split_ids(rec, split)
+    ids = run.split_ids(split)
     if not ids:
-        raise UserError(f"the run's scene has no {split} frames", run)
-    W, H = rec["width"], rec["height"]
-    scale = rec["normalization"]["scale"]
-    root = Path(rec["root"])
-    eps2d = cfg["render"]["eps2d"]
+        raise UserError(f"the run's scene has no {split} frames", run_dir)
+    W, H = run.width, run.height
+    scale = run.normalization.scale
+    root = run.root
+    eps2d = run.config.render.eps2d
     psnrs = {}
     with atomic_dir(out, overwrite=overwrite) as tmp, progress_bar("render", len(ids), enabled=progress) as advance:
         for d in ("rgb", "alpha", "depth") + (("semantics",) if ply is None else ()):
             (tmp / d).mkdir()
         for i in ids:
-            name = rec["frames"][i]
-            vm, K = view_of(rec, i)
+            name = run.frames[i]
+            vm, K = run.view(i)
             rgb, alpha, depth, _ = render_rgb(params, vm, K, W, H, sh_degree, backend=backend, with_depth=True, eps2d=eps2d)
             img = (rgb[0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
             cv2.imwrite(str(tmp / "rgb" / f"{name}.png"), img[:, :, ::-1])
             cv2.imwrite(str(tmp / "alpha" / f"{name}.png"), (alpha[0, :, :, 0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
             if ply is None:
-                feats = render_features(params, spec, vm, K, W, H, backend=backend, slow=False, eps2d=eps2d)
+                feats = render_features(params, run.spec, vm, K, W, H, backend=backend, slow=False, eps2d=eps2d)
                 cv2.imwrite(str(tmp / "semantics" / f"{name}.png"), feats["semantics"][0].argmax(-1).numpy().astype(np.uint16))
             dmm = np.clip(depth[0, :, :, 0].numpy() / scale * 1000.0, 0, 65535).astype(np.uint16)
             cv2.imwrite(str(tmp / "depth" / f"{name}.png"), dmm)

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import typing
 from pathlib import Path
 
+from pcf_gs.config import type_kind, typed_fields
 from pcf_gs.errors import UserError
 
 _SPECIAL = {"width", "height", "seed"}
 
 
 def _flag_type(tp):
-    origin = typing.get_origin(tp)
-    if origin is typing.Literal:
-        return str, [str(a) for a in typing.get_args(tp)]
-    if origin in (typing.Union,) or str(origin) == "<class 'types.UnionType'>":
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
+    """(argparse type or "bool", choices or None) for a field annotation; (None, None) = no flag."""
+    kind, args = type_kind(tp)
+    if kind == "literal":
+        return str, [str(a) for a in args]
+    if kind == "union":  # X | None: a flag of type X (None = not given)
         return _flag_type(args[0]) if args else (str, None)
     if tp is bool:
         return "bool", None
@@ -40,12 +40,11 @@ def add_parser(sub) -> None:
     p.add_argument("--size", default=None, metavar="S|WxH", help="image size in pixels (square S, or WxH)")
     p.add_argument("--seed", type=int, default=None, help="random seed (the scene is deterministic per seed)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    hints = typing.get_type_hints(SynthOptions)
     defaults = SynthOptions()
-    for f in dataclasses.fields(SynthOptions):
+    for f, annotation in typed_fields(SynthOptions):
         if f.name in _SPECIAL or f.name.startswith("_"):
             continue
-        tp, choices = _flag_type(hints[f.name])
+        tp, choices = _flag_type(annotation)
         if tp is None:
             continue
         flag = "--" + f.name.replace("_", "-")

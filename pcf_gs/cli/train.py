@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         trainer = []
         on_step = None
         if args.viewer:
-            from pcf_gs.viewer.app import LiveTrainingViewer
+            from pcf_gs.viewer.live import LiveTrainingViewer
 
             live = LiveTrainingViewer(args.host, args.port)
             print(f"pcf-gs train: live viewer at {live.url}", flush=True)

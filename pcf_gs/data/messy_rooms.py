@@ -15,8 +15,8 @@ Layout, read exactly as published::
     ROOT/instance/<i>.npy              ground-truth instances, consistent ids (optional)
     ROOT/invalid/<i>.jpg               pixels to ignore, > 0 = invalid (optional)
 
-Camera conversion (as the official loader): K[0] *= W, K[1] *= H, K = |K|;
-c2w_opencv = [R(q) | position] @ diag(1, -1, -1, 1). The last 20% of frames
+Camera conversion (as the official loader, :func:`pcf_gs.geometry.kubric_to_opencv`):
+K[0] *= W, K[1] *= H, K = |K|; c2w_opencv = [R(q) | position] @ diag(1, -1, -1, 1). The last 20% of frames
 (``data.test_fraction``) are the test split. Background confidence is set to
 1, as the official loader does, since the detector scores only detections.
 Extras written by ``pcf-gs synth`` are read when present and ignored
@@ -37,6 +37,7 @@ from pcf_gs.config import DataConfig
 from pcf_gs.data import images as imgio
 from pcf_gs.data.scene import ClassTable, Frame, Normalization, Scene
 from pcf_gs.errors import DataError
+from pcf_gs.geometry import kubric_to_opencv
 from pcf_gs.progress import progress_bar
 
 log = logging.getLogger("pcf_gs")
@@ -57,24 +58,6 @@ def list_frames(color_dir: Path) -> list[Path]:
     if not files:
         raise DataError("no images found (expected <i>.png)", color_dir)
     return sorted(files, key=lambda p: _frame_sort_key(p.stem))
-
-
-def quat_to_rotmat(q: np.ndarray) -> np.ndarray:
-    """q: [..., 4] w, x, y, z (any norm > 0) -> [..., 3, 3] rotation matrix."""
-    q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    return np.stack(
-        [
-            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
-
-
-BLENDER_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
 def read_kubric_cameras(meta: dict, width: int, height: int, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -106,15 +89,9 @@ def read_kubric_cameras(meta: dict, width: int, height: int, path: Path) -> tupl
     qn = np.linalg.norm(quat, axis=1)
     if np.any(qn < 1e-8):
         raise DataError(f"camera.quaternions[{int(np.argmin(qn))}] is zero (degenerate pose)", path)
-    K = np.abs(K)
-    K[:, 0] *= width
-    K[:, 1] *= height
+    K, c2w = kubric_to_opencv(K, pos, quat, width, height)
     if np.any(K[:, 0, 0] <= 0) or np.any(K[:, 1, 1] <= 0):
         raise DataError("camera.K has a zero focal length", path)
-    c2w = np.tile(np.eye(4), (len(pos), 1, 1))
-    c2w[:, :3, :3] = quat_to_rotmat(quat)
-    c2w[:, :3, 3] = pos
-    c2w = c2w @ BLENDER_TO_OPENCV
     return K, c2w
 
 

@@ -1,6 +1,6 @@
 """The scene data model shared by every loader, the trainer and the evaluator.
 
-Conventions (DESIGN.md §4):
+Conventions (docs/conventions.md):
 - cameras are OpenCV (x right, y down, z forward); ``c2w`` is a 4x4 float32
   camera-to-world matrix in the *normalised* scene frame; ``K`` is 3x3 in
   pixels of the loaded (possibly downscaled) image, pixel centres at +0.5;

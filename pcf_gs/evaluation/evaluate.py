@@ -1,29 +1,36 @@
 """`pcf-gs eval`: PQ^scene, SQ, RQ, mIoU (percent) and test PSNR (dB) of a segmentation.
 
-Protocol (DESIGN.md §6): every test view's predicted and ground-truth label
+Protocol (docs/conventions.md): every test view's predicted and ground-truth label
 maps are resized to 512x512 (nearest), all pixels are concatenated and
 panoptic quality is computed once (:mod:`pcf_gs.evaluation.metrics`). Class 0 is the
 format's background/void class (Messy Rooms' "background"; the official
 evaluation skips it too): it is left out of PQ and mIoU.
+
+Diagnostics beyond these scores: :mod:`pcf_gs.evaluation.diagnostics`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from pcf_gs.data.images import resize_nearest
-from pcf_gs.errors import UserError
 from pcf_gs.atomic import atomic_dir, write_json_atomic
+from pcf_gs.errors import UserError
 from pcf_gs.evaluation.metrics import mean_iou, panoptic_quality
+
+if TYPE_CHECKING:
+    from pcf_gs.lift.run import Run
 
 EVAL_SIZE = 512
 VOID_CLASSES = (0,)
 
 
-def _read_png16(path: Path) -> np.ndarray:
+def read_label_png(path: Path) -> np.ndarray:
+    """[H, W] int64 ids of a single-channel (16-bit) label PNG such as ``segment`` writes."""
     if not path.is_file():
         raise UserError("prediction missing", path)
     a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -41,8 +48,8 @@ def evaluate_predictions(scene, pred_dir: Path, split: str = "test", size: int =
         raise UserError("the scene has no ground truth (semantic/ and instance/)", scene.root)
     ps, pi, gs, gi = [], [], [], []
     for f in frames:
-        sem = _read_png16(pred_dir / "pred_semantics" / f"{f.name}.png")
-        ins = _read_png16(pred_dir / "pred_surrogateid" / f"{f.name}.png")
+        sem = read_label_png(pred_dir / "pred_semantics" / f"{f.name}.png")
+        ins = read_label_png(pred_dir / "pred_surrogateid" / f"{f.name}.png")
         ps.append(resize_nearest(sem, size, size).ravel())
         pi.append(resize_nearest(ins, size, size).ravel())
         gs.append(resize_nearest(f.gt_semantics, size, size).ravel())
@@ -68,157 +75,35 @@ def write_raw_predictions(scene, out: Path, split: str = "test") -> None:
             cv2.imwrite(str(tmp / "pred_surrogateid" / f"{f.name}.png"), f.instances.astype(np.uint16))
 
 
-def test_psnr(loaded_run: tuple, scene, split: str = "test") -> float | None:
-    """Mean PSNR (dB) of a run's renders of the split's views against the images.
-
-    ``loaded_run`` is what :func:`pcf_gs.lift.run.load_run` returns.
-    """
+def split_psnr(run: Run, scene, split: str = "test") -> float | None:
+    """Mean PSNR (dB) of the run's renders of the split's views (the scene's cameras) against their images;
+    None when the split has no views."""
     import torch
 
     from pcf_gs.lift.losses import psnr
     from pcf_gs.lift.model import render_rgb
 
-    params, spec, rec, cfg = loaded_run
     vals = []
     for f in scene.split(split):
         vm = torch.linalg.inv(torch.from_numpy(f.c2w.astype(np.float32)))[None]
         K = torch.from_numpy(f.K.astype(np.float32))[None]
         with torch.no_grad():
-            rgb = render_rgb(params, vm, K, f.width, f.height, spec.sh_degree, backend=cfg["render"]["backend"],
-                             eps2d=cfg["render"]["eps2d"])[0][0]
+            rgb = render_rgb(run.params, vm, K, f.width, f.height, run.spec.sh_degree, backend=run.config.render.backend,
+                             eps2d=run.config.render.eps2d)[0][0]
         vals.append(float(psnr(rgb.clamp(0, 1), torch.from_numpy(f.image_float()))))
     return float(np.mean(vals)) if vals else None
 
 
-def run_eval(run: Path | None, data: Path, pred: Path, split: str = "test", progress: bool = True) -> dict:
-    from pcf_gs.config import DataConfig, config_from_dict
+def run_eval(run_dir: Path | None, data: Path, pred: Path, split: str = "test", progress: bool = True) -> dict:
+    """Score ``pred`` (a segment output) against the ground truth of ``data``; PSNR of the run in
+    ``run_dir`` (whose data settings load the scene) when given. Writes PRED/metrics.json."""
+    from pcf_gs.config import DataConfig
     from pcf_gs.data import load_scene
+    from pcf_gs.lift.run import Run
 
-    loaded = None
-    dcfg = DataConfig()
-    if run is not None:
-        from pcf_gs.lift.run import load_run
-
-        loaded = load_run(run)
-        dcfg = config_from_dict(loaded[3]).data
-    scene = load_scene(data, dcfg, progress=progress)
+    run = Run.load(run_dir) if run_dir is not None else None
+    scene = load_scene(data, run.config.data if run is not None else DataConfig(), progress=progress)
     res = evaluate_predictions(scene, Path(pred), split)
-    res["psnr"] = test_psnr(loaded, scene, split) if loaded is not None else None
+    res["psnr"] = split_psnr(run, scene, split) if run is not None else None
     write_json_atomic(Path(pred) / "metrics.json", res)
-    return res
-
-
-def object_isolation(splats, scene, depth_dir: Path, split: str = "train", rel_tol: float = 0.03) -> dict:
-    """Does one exported object, rendered alone, show that object and nothing of its neighbours?
-
-    ``splats`` (:class:`pcf_gs.splats.ply.Splats`, world frame) is rendered alone into the
-    split's views of ``scene`` (loaded with ``normalize=False``: world frame too).
-    Rendering alone removes occluders, so only the pixels where the object's rendered
-    depth is not behind the ground-truth depth (``depth_dir/<frame>.png``, uint16 mm,
-    z-depth, as ``pcf-gs synth`` writes) are judged; there its alpha mass is tallied
-    by ground-truth instance. Returns {"object": the GT instance with most mass,
-    "on_object", "on_other_objects", "on_background": fractions of the judged
-    mass, "mass": judged mass in pixels}.
-    """
-    import torch
-
-    from pcf_gs.render import rasterize
-
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
-    means, quats, scales, opac = t(splats.means), t(splats.quats), torch.exp(t(splats.scales)), torch.sigmoid(t(splats.opacities))
-    tally: dict[int, float] = {}
-    for f in scene.split(split):
-        gt_depth = cv2.imread(str(Path(depth_dir) / f"{f.name}.png"), cv2.IMREAD_UNCHANGED)
-        if gt_depth is None:
-            raise UserError("ground-truth depth missing", Path(depth_dir) / f"{f.name}.png")
-        gt_depth = resize_nearest(gt_depth, f.width, f.height).astype(np.float32) / 1000.0
-        vm = torch.linalg.inv(t(f.c2w))
-        z = means @ vm[:3, :3].T[:, 2] + vm[2, 3]  # camera z of each Gaussian [N]
-        colors = torch.stack([torch.ones_like(z), z], 1)
-        img, alpha, _ = rasterize(means, quats, scales, opac, colors, vm[None], t(f.K)[None], f.width, f.height)
-        a = alpha[0, ..., 0].numpy()
-        depth = (img[0, ..., 1] / alpha[0, ..., 0].clamp_min(1e-6)).numpy()
-        judged = (a > 0.01) & (depth <= gt_depth * (1 + rel_tol))
-        for o in np.unique(f.gt_instances[judged]):
-            tally[int(o)] = tally.get(int(o), 0.0) + float(a[judged & (f.gt_instances == o)].sum())
-    total = sum(tally.values())
-    objs = {o: m for o, m in tally.items() if o > 0}
-    if total <= 0 or not objs:
-        return {"object": None, "on_object": 0.0, "on_other_objects": 0.0, "on_background": 1.0 if total else 0.0, "mass": total}
-    best = max(objs, key=objs.get)
-    return {
-        "object": best,
-        "on_object": objs[best] / total,
-        "on_other_objects": (sum(objs.values()) - objs[best]) / total,
-        "on_background": tally.get(0, 0.0) / total,
-        "mass": total,
-    }
-
-
-def instance_boundaries(gt_instances: np.ndarray, gt_semantics: np.ndarray, band: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """(boundary [H, W] bool, interior [H, W] bool) of the ground-truth thing masks.
-
-    Both are thing pixels. A boundary pixel has a different (instance, class) pair — another object or
-    stuff — within ``band`` pixels (Chebyshev distance); an interior pixel has none within ``2 * band``,
-    so the two sets are ``band`` pixels apart.
-    """
-    # one number per (instance, class); exact in float64, which cv2's dilate/erode take
-    key = (gt_instances.astype(np.int64) * 65536 + gt_semantics.astype(np.int64)).astype(np.float64)
-    thing = gt_instances > 0
-
-    def differs_within(r: int) -> np.ndarray:
-        k = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
-        # a neighbour differs iff the window's max or min differs from the centre
-        return (cv2.dilate(key, k) != key) | (cv2.erode(key, k) != key)
-
-    boundary = thing & differs_within(band)
-    interior = thing & ~differs_within(2 * band)
-    return boundary, interior
-
-
-def boundary_uncertainty(loaded_run: tuple, scene, split: str = "test", band: int = 1) -> dict:
-    """Rendered embedding variance on instance boundaries against object interiors (PCF-Lift Fig. 5).
-
-    For every view of ``split``: renders var [H, W, E], averages it over E, and pools it over the
-    ground-truth boundary and interior pixels of :func:`instance_boundaries`. Returns mean variance on
-    each (embedding units squared), their ``ratio`` (boundary / interior; > 1 means the model is less
-    sure where objects meet) and the pixel counts. Pooled over pixels, one close-up object can outweigh
-    the rest of a scene, so also per object and view (those with both kinds of pixel):
-    ``object_ratio_median``, the median of boundary mean / interior mean, and ``objects_higher``, the
-    fraction of them where it is > 1. ``loaded_run`` is :func:`pcf_gs.lift.run.load_run`'s tuple.
-    """
-    import torch
-
-    from pcf_gs.lift.model import render_features
-
-    params, spec, rec, cfg = loaded_run
-    sums = {"boundary": 0.0, "interior": 0.0}
-    counts = {"boundary": 0, "interior": 0}
-    per_object: list[float] = []
-    for f in scene.split(split):
-        if f.gt_instances is None or f.gt_semantics is None:
-            raise UserError("the scene has no ground truth (semantic/ and instance/)", scene.root)
-        vm = torch.linalg.inv(torch.from_numpy(f.c2w.astype(np.float32)))[None]
-        K = torch.from_numpy(f.K.astype(np.float32))[None]
-        with torch.no_grad():
-            out = render_features(params, spec, vm, K, f.width, f.height, backend=cfg["render"]["backend"],
-                                  slow=False, eps2d=cfg["render"]["eps2d"])
-        var = out["var"][0].mean(-1).numpy()
-        b, i = instance_boundaries(f.gt_instances, f.gt_semantics, band)
-        for name, m in (("boundary", b), ("interior", i)):
-            sums[name] += float(var[m].sum())
-            counts[name] += int(m.sum())
-        ids = f.gt_instances.astype(np.int64)
-        n = int(ids.max()) + 1
-        vb, nb = np.bincount(ids[b], var[b], n), np.bincount(ids[b], minlength=n)
-        vi, ni = np.bincount(ids[i], var[i], n), np.bincount(ids[i], minlength=n)
-        both = (nb > 0) & (ni > 0)
-        per_object.extend((vb[both] / nb[both]) / (vi[both] / ni[both]))
-    res = {k: (sums[k] / counts[k] if counts[k] else float("nan")) for k in sums}
-    res["ratio"] = res["boundary"] / res["interior"] if counts["boundary"] and counts["interior"] else float("nan")
-    po = np.asarray(per_object, dtype=np.float64)
-    res["object_ratio_median"] = float(np.median(po)) if len(po) else float("nan")
-    res["objects_higher"] = float((po > 1).mean()) if len(po) else float("nan")
-    res["objects"] = int(len(po))
-    res.update(boundary_pixels=counts["boundary"], interior_pixels=counts["interior"])
     return res

@@ -1,6 +1,6 @@
 """Scene-level panoptic quality (PQ^scene), SQ, RQ and semantic mIoU.
 
-PQ^scene (Panoptic Lifting's protocol, DESIGN.md §6): all test pixels of all
+PQ^scene (Panoptic Lifting's protocol, docs/conventions.md): all test pixels of all
 test views are concatenated into one list of (class, instance) pairs and
 panoptic quality is computed once, so a predicted instance is a true positive
 only if it carries the same ID in every view.

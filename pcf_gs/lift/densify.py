@@ -1,4 +1,10 @@
-"""Densification: gsplat's DefaultStrategy with two fixes for our use.
+"""Densification: the run's strategy chosen in one place, and gsplat's DefaultStrategy with two fixes.
+
+:class:`Densifier` builds ``train.strategy`` (``default``: :class:`PcfStrategy`;
+``mcmc``: gsplat's MCMCStrategy, CUDA only) and holds its state, so the
+trainer calls one interface whichever it is.
+
+:class:`PcfStrategy` fixes, for our use:
 
 - gsplat 1.5.3 writes ``step % reset_every == 0 & step > 0``, which Python
   reads as ``(step % reset_every == 0) and (0 > 0)``: the opacity reset never
@@ -16,8 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from gsplat.strategy import DefaultStrategy
 from gsplat.strategy.ops import reset_opa
+
+from pcf_gs.config import TrainConfig
+from pcf_gs.errors import UserError
 
 
 @dataclass
@@ -33,3 +43,39 @@ class PcfStrategy(DefaultStrategy):
         super().step_post_backward(params, optimizers, state, step, info, packed=packed)
         if 0 < step < self.refine_stop_iter and step % self.reset_every == 0:
             reset_opa(params=params, optimizers=optimizers, state=state, value=self.prune_opa * 2.0)
+
+
+class Densifier:
+    """The densification strategy of ``train.strategy`` and its state (``state``, saved in checkpoints)."""
+
+    def __init__(self, tc: TrainConfig, device: torch.device, scene_scale: float):
+        self.mcmc = tc.strategy == "mcmc"
+        refine = dict(
+            refine_start_iter=tc.densify_from,
+            refine_stop_iter=tc.densify_until if tc.densify else 0,
+            refine_every=tc.densify_every,
+        )
+        if self.mcmc:
+            if device.type != "cuda":
+                raise UserError("train.strategy=mcmc needs a CUDA device (gsplat's relocation kernel); use default on CPU")
+            from gsplat.strategy import MCMCStrategy
+
+            self.strategy = MCMCStrategy(cap_max=tc.max_gaussians or 1_000_000, **refine)
+            self.state = self.strategy.initialize_state()
+        else:
+            self.strategy = PcfStrategy(
+                **refine, reset_every=tc.opacity_reset_every, grow_grad2d=tc.grow_grad2d, max_gaussians=tc.max_gaussians
+            )
+            self.state = self.strategy.initialize_state(scene_scale=scene_scale)
+
+    def pre_backward(self, params, optimizers: dict, step: int, meta: dict) -> None:
+        """Before ``backward``: keep the colour render's 2D-mean gradients (``meta`` of render_rgb)."""
+        self.strategy.step_pre_backward(params, optimizers, self.state, step, meta)
+
+    def post_backward(self, params, optimizers: dict, step: int, meta: dict, means_lr: float) -> None:
+        """After ``backward``, before the optimiser step: grow, prune, reset (default) or relocate and
+        add noise scaled by the current means learning rate ``means_lr`` (mcmc)."""
+        if self.mcmc:
+            self.strategy.step_post_backward(params, optimizers, self.state, step, meta, lr=means_lr)
+        else:
+            self.strategy.step_post_backward(params, optimizers, self.state, step, meta, packed=False)

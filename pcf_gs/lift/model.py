@@ -1,6 +1,6 @@
 """The splat model: Gaussians with appearance, semantic logits and a probabilistic instance embedding.
 
-Per Gaussian (conventions of DESIGN.md §4; N Gaussians, K classes, E embedding dims):
+Per Gaussian (conventions of docs/conventions.md; N Gaussians, K classes, E embedding dims):
 
 =================  ===========  ===============================================
 name               shape        meaning
@@ -38,18 +38,10 @@ import torch
 import torch.nn.functional as F
 
 from pcf_gs.lift.pp_kernel import activate_var
-
-C0 = 0.28209479177387814  # SH band-0 constant: colour = C0 * sh0 + 0.5
+from pcf_gs.render import sh
+from pcf_gs.render.sh import rgb_to_sh0, sh0_to_rgb
 
 FEATURE_KEYS = ("semantics", "inst_mu", "inst_var", "inst_mu_slow", "inst_var_slow")
-
-
-def rgb_to_sh0(rgb: torch.Tensor) -> torch.Tensor:
-    return (rgb - 0.5) / C0
-
-
-def sh0_to_rgb(sh0: torch.Tensor) -> torch.Tensor:
-    return sh0 * C0 + 0.5
 
 
 @dataclass
@@ -123,18 +115,12 @@ def ema_update_slow(params: torch.nn.ParameterDict, momentum: float) -> None:
 
 def sh_colors(params, viewmats: torch.Tensor, sh_degree_use: int) -> torch.Tensor:
     """View-dependent colours [C, N, 3] in [0, inf) from SH, as gsplat computes them (SH + 0.5, clamped at 0)."""
-    from gsplat.cuda._torch_impl import _spherical_harmonics  # pure torch, runs on CPU and CUDA
-
-    coeffs = torch.cat([params["sh0"], params["shN"]], 1)  # [N, S, 3]
     C = viewmats.shape[0]
-    if sh_degree_use == 0:
-        rgb = params["sh0"][:, 0, :] * C0 + 0.5
-        return torch.clamp_min(rgb, 0.0)[None].expand(C, -1, -1)
-    campos = torch.linalg.inv(viewmats)[:, :3, 3]  # [C, 3]
-    dirs = params["means"][None, :, :] - campos[:, None, :]  # [C, N, 3]
+    if sh_degree_use == 0:  # base colour, the same for every camera
+        return torch.clamp_min(sh0_to_rgb(params["sh0"][:, 0, :]), 0.0)[None].expand(C, -1, -1)
     S = (sh_degree_use + 1) ** 2
-    coeffs = coeffs[:, :S][None].expand(C, -1, -1, -1)
-    return torch.clamp_min(_spherical_harmonics(sh_degree_use, dirs, coeffs) + 0.5, 0.0)
+    coeffs = torch.cat([params["sh0"], params["shN"]], 1)[:, :S]  # [N, S, 3]
+    return sh.sh_colors(coeffs, sh_degree_use, params["means"], viewmats)
 
 
 def activated_geometry(params, detach: bool = False):

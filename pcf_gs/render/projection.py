@@ -18,27 +18,23 @@ bounding box entirely off-screen. Radii use gsplat's opacity-aware extent
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
 from torch import Tensor
 
-ALPHA_THRESHOLD = 1.0 / 255.0
+from pcf_gs.geometry import rotmat_entries
+from pcf_gs.render.constants import ALPHA_THRESHOLD
 
 
 def quat_to_rotmat(quats: Tensor) -> Tensor:
-    """[..., 4] wxyz (any norm) -> [..., 3, 3] rotation matrices."""
+    """[..., 4] wxyz (any norm) -> [..., 3, 3] rotation matrices; differentiable.
+
+    The torch twin of :func:`pcf_gs.geometry.quat_to_rotmat` (numpy, float64): the same
+    entries (:func:`pcf_gs.geometry.rotmat_entries`), on tensors of any dtype and device.
+    """
     q = quats / quats.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    R = torch.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        dim=-1,
-    )
+    R = torch.stack(rotmat_entries(*q.unbind(-1)), dim=-1)
     return R.reshape(quats.shape[:-1] + (3, 3))
 
 
@@ -136,13 +132,13 @@ def project_gaussians(
 
 class _FusedProjection(torch.autograd.Function):
     """``project_gaussians`` as one numba kernel forward and one backward
-    (``cpu_kernels.project_fwd`` / ``project_bwd``): ~2 passes over N instead of ~100
+    (``cpu_projection.project_fwd`` / ``project_bwd``): ~2 passes over N instead of ~100
     small torch ops, which dominate at small N and suffer most when cores are shared.
     No gradient to viewmats / Ks (use ``project_gaussians`` for that)."""
 
     @staticmethod
     def forward(ctx, means, quats, scales, opacities, viewmats, Ks, width, height, eps2d, near, far):
-        from pcf_gs.render import cpu_kernels as K
+        from pcf_gs.render import cpu_projection as K
 
         a = [t.detach().contiguous().numpy() for t in (means, quats, scales, opacities, viewmats, Ks)]
         radii, m2d, depths, conics = K.project_fwd(*a, width, height, float(eps2d), float(near), float(far))
@@ -155,7 +151,7 @@ class _FusedProjection(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, _v_radii, v_m2d, v_depths, v_conics):
-        from pcf_gs.render import cpu_kernels as K
+        from pcf_gs.render import cpu_projection as K
 
         means, quats, scales, _opac, viewmats, Ks = ctx.arrays
         width, height, eps2d = ctx.args

@@ -1,22 +1,22 @@
 """``rasterize``: one entry point, gsplat on CUDA, numba kernels on CPU.
 
 The CPU path = torch EWA projection (``projection.py``, autograd) + tile binning and
-compositing kernels (``cpu_kernels.py``) wrapped in ``_Composite``, a
+compositing kernels (``cpu_binning.py``, ``cpu_composite.py``) wrapped in ``_Composite``, a
 ``torch.autograd.Function`` whose backward is the numba backward kernel.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from pcf_gs.render.constants import TILE
 from pcf_gs.render.projection import project_gaussians, project_gaussians_fused
+from pcf_gs.render.sh import sh_colors
 
-TILE = 16
 _MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
 
 
@@ -35,7 +35,7 @@ class _Composite(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, backgrounds, radii, depths, width, height):
-        from pcf_gs.render import cpu_kernels as K
+        from pcf_gs.render import cpu_binning, cpu_composite as K
 
         I, N = opacities.shape
         D = colors.shape[-1]
@@ -49,10 +49,10 @@ class _Composite(torch.autograd.Function):
         # depth sort keys: order-preserving uint32 of float32 depths (gsplat sorts float32 bits)
         dk = _np(depths.float()).view(np.uint32)
         keys = np.where(dk >> 31 == 1, ~dk, dk | np.uint32(0x80000000)).astype(np.uint32)
-        tile_off, flat_ids, g_off, g_ent = K.bin_tiles(m2, cn, op, _np(radii).astype(np.int32), keys, tiles_x, tiles_y)
+        tile_off, flat_ids, g_off, g_ent = cpu_binning.bin_tiles(m2, cn, op, _np(radii).astype(np.int32), keys, tiles_x, tiles_y)
         has_bg = backgrounds is not None
         bg = _np(backgrounds.to(dtype)) if has_bg else np.zeros((I, D), col.dtype)
-        ec = K._EXP_C.astype(col.dtype)
+        ec = K.EXP_C.astype(col.dtype)
         m2f, cnf, opf = m2.reshape(I * N, 2), cn.reshape(I * N, 3), op.reshape(I * N)
         out, t_final, last = K.composite_fwd(
             m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, I, width, height, tiles_x, tiles_y, ec
@@ -66,7 +66,7 @@ class _Composite(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, v_out, v_alpha):
-        from pcf_gs.render import cpu_kernels as K
+        from pcf_gs.render import cpu_composite as K
 
         (m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, g_off, g_ent, t_final, last, ec) = ctx.state
         I, N, D, width, height, tiles_x, tiles_y = ctx.dims
@@ -113,18 +113,6 @@ def _use_gsplat(backend: str, means: Tensor) -> bool:
     # never touch gsplat's CUDA loader unless a GPU is really there: on machines with
     # nvcc but no GPU importing it starts a JIT build that fails.
     return means.is_cuda and torch.cuda.is_available()
-
-
-def _sh_colors(colors: Tensor, sh_degree: int, means: Tensor, viewmats: Tensor) -> Tensor:
-    """gsplat's SH path: colors [N,K,3] or [C,N,K,3] -> [C,N,3] = max(SH(dir) + 0.5, 0)."""
-    from gsplat.cuda._torch_impl import _spherical_harmonics
-
-    C = viewmats.shape[0]
-    N = means.shape[0]
-    campos = torch.inverse(viewmats)[:, :3, 3]  # [C,3]
-    dirs = means[None, :, :] - campos[:, None, :]  # [C,N,3]
-    shs = colors if colors.dim() == 4 else colors[None].expand(C, N, -1, 3)
-    return torch.clamp_min(_spherical_harmonics(sh_degree, dirs, shs) + 0.5, 0.0)
 
 
 def rasterize(
@@ -193,7 +181,7 @@ def rasterize(
         eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
     )
     if sh_degree is not None:
-        colors = _sh_colors(colors.to(dtype), sh_degree, means, viewmats)
+        colors = sh_colors(colors.to(dtype), sh_degree, means, viewmats)
     colors = colors.to(dtype)
     if colors.dim() == 2:
         colors = colors[None].expand(C, N, colors.shape[-1])

@@ -7,17 +7,13 @@ at all (its projection is written again in numpy float64).
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
-ALPHA_THRESHOLD = 1.0 / 255.0
-ALPHA_MAX = 0.999
-T_STOP = 1e-4
-TILE = 16
+from pcf_gs.render.constants import ALPHA_MAX, ALPHA_THRESHOLD, T_STOP, TILE
 
 
 # --------------------------------------------------------------------------- brute force

@@ -1,147 +1,153 @@
 """`pcf-gs segment`: view-consistent panoptic labels for any view, per-Gaussian labels, per-object export.
 
-1. Render (mu, var) for every training view; the pixels of each 2D instance
-   mask (the 2D model's masks, >= ``segment.min_pixels``) become MVOA nodes
-   (:mod:`pcf_gs.segment.mvoa`), or — the Contrastive Lift baseline — sampled thing
-   pixels are clustered with HDBSCAN.
-2. Classes per Gaussian (``segment.semantics``): ``vote`` (default) gives
-   each Gaussian the distribution of the 2D classes of the training pixels
-   it blends into (weights = blending weights; a multi-view
-   majority that averages out view-inconsistent mask noise); ``learned``
-   takes the semantic head's softmax.
-3. Pixels: semantic = argmax of the blended per-Gaussian class
-   probabilities; thing pixels take the prototype of highest PP kernel
-   (instance = index + 1); stuff pixels get instance 0.
-4. Gaussians: semantic = argmax of their class probabilities; thing
-   Gaussians take an instance by ``gaussian_labels``:
-   - ``direct``: the prototype of highest K against the Gaussian's own
-     N(mu, var);
-   - ``vote`` (default): the pixel labels of all training views voted back
-     onto the Gaussians with their blending weights (the gradient of the
-     rendered label map w.r.t. per-Gaussian colours is exactly those
-     weights). Stuff pixels vote their class in the same pass, so thing vs
-     stuff is voted too; Gaussians that never show in any pixel keep their
-     logits and ``direct``. Measured cleaner (docs/results.md, "Gaussian labels"): an
-     exported object rendered alone puts a median 2% of its visible alpha on
+:func:`run_segment` runs four steps, one function each:
+
+1. :func:`embed_train_views`: render (mu, var) for every training view and keep the pixels of
+   each 2D instance mask (the 2D model's masks).
+2. :func:`find_prototypes`: one prototype per object — MVOA (:mod:`pcf_gs.segment.mvoa`) on
+   the masks of >= ``segment.min_pixels`` pixels, or, the Contrastive Lift baseline, HDBSCAN
+   on sampled thing pixels. Classes per Gaussian (:func:`gaussian_classes`,
+   ``segment.semantics``): ``vote`` (default) gives each Gaussian the distribution of the 2D
+   classes of the training pixels it blends into (weights = blending weights; a multi-view
+   majority that averages out view-inconsistent mask noise); ``learned`` takes the semantic
+   head's softmax.
+3. :func:`label_views`: pixels of the requested views. Semantic = argmax of the blended
+   per-Gaussian class probabilities; thing pixels take the prototype of highest PP kernel
+   (instance = index + 1); stuff pixels get instance 0. Writes the label maps and overlays.
+4. :func:`label_gaussians` (+ :func:`write_gaussian_labels`): semantic = argmax of their class
+   probabilities; thing Gaussians take an instance by ``gaussian_labels``:
+   - ``direct``: the prototype of highest K against the Gaussian's own N(mu, var);
+   - ``vote`` (default): the pixel labels of all training views voted back onto the Gaussians
+     with their blending weights (:mod:`pcf_gs.segment.gaussian_labels`). Stuff pixels vote
+     their class in the same pass, so thing vs stuff is voted too; Gaussians that never show in
+     any pixel keep their logits and ``direct``. Measured cleaner (docs/results.md, "Gaussian
+     labels"): an exported object rendered alone puts a median 2% of its visible alpha on
      neighbouring objects, against 10% with ``direct``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from pcf_gs.config import apply_overrides, config_from_dict
-from pcf_gs.data.scene import Normalization
-from pcf_gs.errors import UserError
-from pcf_gs.splats.export import distinct_colors, export_objects, params_to_splats
 from pcf_gs.atomic import atomic_dir, write_json_atomic
-from pcf_gs.lift.pp_kernel import activate_var
-from pcf_gs.lift.model import activated_geometry, render_features, render_rgb
-from pcf_gs.segment.mvoa import assign, associate, build_nodes, hdbscan_prototypes, refine_prototypes
+from pcf_gs.config import Config, apply_overrides
+from pcf_gs.data.scene import ClassTable
+from pcf_gs.errors import UserError
+from pcf_gs.lift.model import render_features, render_rgb
+from pcf_gs.lift.run import Run
 from pcf_gs.progress import progress_bar
-from pcf_gs.lift.run import load_run, split_ids, view_of
+from pcf_gs.segment.gaussian_labels import (
+    gaussian_labels_direct,
+    gaussian_labels_vote,
+    gaussian_semantics_vote,
+    render_semantics,
+)
+from pcf_gs.segment.mvoa import assign, associate, build_nodes, hdbscan_prototypes, refine_prototypes
+from pcf_gs.splats.export import distinct_colors, export_objects, params_to_splats
 
 log = logging.getLogger("pcf_gs")
 
 
 @torch.no_grad()
-def render_all(params, spec, rec, i: int, backend: str, eps2d: float, rgb: bool = False) -> dict:
-    vm, K = view_of(rec, i)
-    W, H = rec["width"], rec["height"]
-    f = render_features(params, spec, vm, K, W, H, backend=backend, slow=False, eps2d=eps2d, semantic_probs=True)
+def render_view_features(run: Run, i: int, cfg: Config, rgb: bool = False) -> dict:
+    """Rendered features of view i, each [H, W, D]: mu, var (embedding), semantics (class probabilities);
+    with ``rgb`` also rgb [H, W, 3] in [0, 1] (unclamped)."""
+    vm, K = run.view(i)
+    W, H = run.width, run.height
+    backend, eps2d = cfg.render.backend, cfg.render.eps2d
+    f = render_features(run.params, run.spec, vm, K, W, H, backend=backend, slow=False, eps2d=eps2d, semantic_probs=True)
     out = {k: v[0] for k, v in f.items()}
     if rgb:
-        out["rgb"] = render_rgb(params, vm, K, W, H, spec.sh_degree, backend=backend, eps2d=eps2d)[0][0]
+        out["rgb"] = render_rgb(run.params, vm, K, W, H, run.spec.sh_degree, backend=backend, eps2d=eps2d)[0][0]
     return out
 
 
-def gaussian_labels_direct(params, spec, proto_mu, proto_var) -> tuple[np.ndarray, np.ndarray]:
-    """Per-Gaussian (prototype index [N], K [N]) from the Gaussian's own embedding."""
-    mu = params["inst_mu"].detach()
-    var = (
-        activate_var(params["inst_var"].detach(), spec.var_floor)
-        if spec.embedding == "probabilistic"
-        else torch.full_like(mu, spec.deterministic_var)
+@dataclass
+class MaskEmbeddings:
+    """Rendered embeddings of the training views' 2D instance-mask pixels, one entry per view."""
+
+    mu: list[torch.Tensor] = field(default_factory=list)  # [M_v, E]
+    var: list[torch.Tensor] = field(default_factory=list)  # [M_v, E]
+    ids: list[torch.Tensor] = field(default_factory=list)  # [M_v] the 2D model's instance id (> 0)
+
+
+@dataclass
+class Prototypes:
+    """One embedding per object; index k is instance k + 1 in the outputs."""
+
+    mu: torch.Tensor  # [P, E]
+    var: torch.Tensor  # [P, E]
+    scores: list  # [P] MVOA concentration score, None with HDBSCAN
+    info: dict  # for segment.json: nodes, threshold (MVOA)
+
+    def __len__(self) -> int:
+        return len(self.mu)
+
+
+@dataclass
+class GaussianClasses:
+    """Per-Gaussian classes (``segment.semantics``) and how a view's pixel classes follow from them."""
+
+    logits: torch.Tensor  # [N, C]; with ``vote`` the log of the voted probabilities
+    voted: torch.Tensor | None  # [N, C] voted probabilities (``vote``), None with ``learned``
+
+    def pixel_classes(self, run: Run, i: int, feats: dict, cfg: Config) -> torch.Tensor:
+        """[H, W] class ids of view i (``feats``: :func:`render_view_features` of that view)."""
+        if self.voted is not None:
+            return render_semantics(run, i, self.voted, cfg.render.backend, cfg.render.eps2d).argmax(-1)
+        return feats["semantics"].argmax(-1)
+
+
+def embed_train_views(run: Run, scene, cfg: Config, progress: bool = True) -> MaskEmbeddings:
+    """Step 1: the embeddings of every training view's 2D instance-mask pixels (valid pixels only)."""
+    emb = MaskEmbeddings()
+    with progress_bar("embed train views", len(run.train_ids), enabled=progress) as adv:
+        for i in run.train_ids:
+            f = render_view_features(run, i, cfg)
+            fr = scene.frames[i]
+            m = torch.from_numpy(fr.instances > 0)
+            if fr.valid is not None:
+                m &= torch.from_numpy(fr.valid)
+            emb.mu.append(f["mu"][m])
+            emb.var.append(f["var"][m])
+            emb.ids.append(torch.from_numpy(fr.instances.astype(np.int64))[m])
+            adv()
+    return emb
+
+
+def find_prototypes(emb: MaskEmbeddings, cfg: Config) -> Prototypes:
+    """Step 2: object prototypes by ``segment.clustering`` (MVOA or HDBSCAN)."""
+    sc = cfg.segment
+    if sc.clustering == "mvoa":
+        nodes = build_nodes(emb.mu, emb.var, emb.ids, min_pixels=sc.min_pixels)
+        protos, T = associate(nodes, threshold=sc.threshold, score_threshold=sc.score_threshold, min_views=sc.min_views)
+        mu, var = refine_prototypes(nodes, protos, sc.refine_rounds)
+        return Prototypes(mu, var, nodes.score[protos].tolist(), {"nodes": len(nodes), "threshold": T})
+    mu, var = hdbscan_prototypes(
+        torch.cat(emb.mu), torch.cat(emb.var), sc.hdbscan_samples, sc.hdbscan_min_cluster_size, seed=cfg.seed
     )
-    idx, k = assign(mu, var, proto_mu, proto_var)
-    return idx.numpy(), k.numpy()
+    return Prototypes(mu, var, [None] * len(mu), {})
 
 
-def blend_votes(params, rec, view_labels: dict[int, torch.Tensor], num_labels: int, backend, eps2d) -> torch.Tensor:
-    """votes [N, L]: votes[g, l] = sum over pixels labelled l (label maps [H, W], -1 = no vote) of g's
-    blending weight T_g * alpha_g there.
-
-    The blending weights are the gradient of a rendered map w.r.t. per-Gaussian colours, so one
-    forward and backward per view collects them for every Gaussian at once.
-    """
-    from pcf_gs.render import rasterize
-
-    means, quats, scales, opac = activated_geometry(params, detach=True)
-    N = means.shape[0]
-    votes = torch.zeros(N, num_labels)
-    W, H = rec["width"], rec["height"]
-    for i, lab in view_labels.items():
-        vm, K = view_of(rec, i)
-        colors = torch.zeros(N, num_labels, requires_grad=True)
-        with torch.enable_grad():
-            img, _, _ = rasterize(means, quats, scales, opac, colors, vm, K, W, H, backend=backend, eps2d=eps2d)
-            onehot = torch.zeros(H, W, num_labels)
-            valid = lab >= 0
-            onehot[valid] = torch.nn.functional.one_hot(lab[valid], num_labels).float()
-            (img[0] * onehot).sum().backward()
-        votes += colors.grad
-    return votes
-
-
-def gaussian_labels_vote(params, rec, view_labels: dict[int, torch.Tensor], num_labels: int, backend, eps2d) -> np.ndarray:
-    """Blending-weight vote (:func:`blend_votes`) of label maps. Returns [N] argmax (-1: no votes)."""
-    votes = blend_votes(params, rec, view_labels, num_labels, backend, eps2d)
-    best = votes.argmax(1)
-    best[votes.max(1).values <= 0] = -1
-    return best.numpy()
-
-
-def gaussian_semantics_vote(params, rec, scene, backend, eps2d) -> torch.Tensor:
-    """Per-Gaussian class probabilities [N, C] from the training views' 2D classes (``segment.semantics=vote``).
-
-    Each Gaussian takes the distribution of the classes of the pixels it blends into, weighted by
-    blending weight: a multi-view majority of the noisy 2D labels, in closed form. Gaussians no pixel
-    sees keep the semantic head's softmax. The 2D confidences are not used: weighting by them cost
-    13 points of foreground IoU on a synthetic scene (confidence is lower on thing pixels than on the
-    room, so it tilts mixed Gaussians towards stuff).
-    """
-    C = scene.classes.num_classes
-    labels = {}
-    for i in rec["train_ids"]:
-        fr = scene.frames[i]
-        lab = torch.from_numpy(fr.semantics.astype(np.int64))
-        if fr.valid is not None:
-            lab[~torch.from_numpy(fr.valid)] = -1
-        labels[i] = lab
-    votes = blend_votes(params, rec, labels, C, backend, eps2d)
-    total = votes.sum(1, keepdim=True)
-    probs = torch.softmax(params["semantics"].detach(), 1)
-    seen = total[:, 0] > 0
-    probs[seen] = votes[seen] / total[seen]
-    return probs
-
-
-def render_semantics(params, rec, i: int, probs_g: torch.Tensor, backend, eps2d) -> torch.Tensor:
-    """[H, W, C] blended per-Gaussian class probabilities in view i."""
-    from pcf_gs.render import rasterize
-
-    means, quats, scales, opac = activated_geometry(params, detach=True)
-    vm, K = view_of(rec, i)
-    return rasterize(means, quats, scales, opac, probs_g, vm, K, rec["width"], rec["height"], backend=backend, eps2d=eps2d)[0][0]
+def gaussian_classes(run: Run, scene, cfg: Config) -> GaussianClasses:
+    """Per-Gaussian classes: the training views' 2D classes voted (``vote``) or the semantic head (``learned``)."""
+    if cfg.segment.semantics == "vote":
+        probs = gaussian_semantics_vote(run, scene, cfg.render.backend, cfg.render.eps2d)
+        return GaussianClasses(probs.clamp_min(1e-12).log(), probs)
+    return GaussianClasses(run.params["semantics"].detach(), None)
 
 
 def colorize(sem: np.ndarray, ins: np.ndarray, rgb: np.ndarray, palette: np.ndarray, is_thing: np.ndarray) -> np.ndarray:
-    """Overlay for people: things in their instance colour, stuff darkened, blended with the render."""
+    """Overlay for people: things in their instance colour, stuff darkened, blended with the render.
+
+    sem, ins [H, W] ids; rgb [H, W, 3] in [0, 1]; palette [>= P + 1, 3] uint8. Returns [H, W, 3] uint8 RGB.
+    """
     H, W = sem.shape
     col = np.zeros((H, W, 3), np.float32)
     thing = ins > 0
@@ -156,8 +162,90 @@ def colorize(sem: np.ndarray, ins: np.ndarray, rgb: np.ndarray, palette: np.ndar
     return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def label_views(run: Run, ids: list[int], out: Path, protos: Prototypes, classes: GaussianClasses,
+                is_thing: np.ndarray, palette: np.ndarray, cfg: Config, progress: bool = True) -> None:
+    """Step 3: pixel labels of views ``ids``, written as OUT/pred_semantics/<frame>.png (class ids),
+    OUT/pred_surrogateid/<frame>.png (instance = prototype index + 1, 0 = stuff), both uint16,
+    and OUT/vis/<frame>.png (:func:`colorize`)."""
+    H, W = run.height, run.width
+    for d in ("pred_semantics", "pred_surrogateid", "vis"):
+        (out / d).mkdir()
+    with progress_bar("segment views", len(ids), enabled=progress) as adv:
+        for i in ids:
+            f = render_view_features(run, i, cfg, rgb=True)
+            sem = classes.pixel_classes(run, i, f, cfg)
+            thing = torch.from_numpy(is_thing)[sem]
+            ins = torch.zeros(H, W, dtype=torch.long)
+            if len(protos) and bool(thing.any()):
+                idx, _ = assign(f["mu"][thing], f["var"][thing], protos.mu, protos.var)
+                ins[thing] = idx + 1
+            name = run.frames[i]
+            cv2.imwrite(str(out / "pred_semantics" / f"{name}.png"), sem.numpy().astype(np.uint16))
+            cv2.imwrite(str(out / "pred_surrogateid" / f"{name}.png"), ins.numpy().astype(np.uint16))
+            vis = colorize(sem.numpy(), ins.numpy(), f["rgb"].clamp(0, 1).numpy(), palette, is_thing)
+            cv2.imwrite(str(out / "vis" / f"{name}.png"), vis[:, :, ::-1])
+            adv()
+
+
+def label_gaussians(run: Run, protos: Prototypes, classes: GaussianClasses, is_thing: np.ndarray, mode: str,
+                    cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+    """Step 4: (instance ids [N] int32, 0 = stuff / none; class ids [N]) per Gaussian, by ``mode``
+    ("vote" or "direct", see the module docstring)."""
+    sem_g = classes.logits.argmax(1).numpy()
+    thing_g = is_thing[sem_g]
+    if mode == "vote" and len(protos):
+        # one vote over P prototypes + C classes: thing pixels vote their prototype, stuff pixels
+        # their class, so a Gaussian's thing/stuff status comes from the pixels it shows up in too
+        # (its own logits alone left ghosts of objects behind on removal)
+        P, C = len(protos), len(is_thing)
+        view_labels = {}
+        for i in run.train_ids:
+            f = render_view_features(run, i, cfg)
+            sem = classes.pixel_classes(run, i, f, cfg)
+            th = torch.from_numpy(is_thing)[sem]
+            lab = P + sem
+            if bool(th.any()):
+                lab[th] = assign(f["mu"][th], f["var"][th], protos.mu, protos.var)[0]
+            view_labels[i] = lab
+        vote = gaussian_labels_vote(run, view_labels, P + C, cfg.render.backend, cfg.render.eps2d)
+        seen = vote >= 0
+        best = gaussian_labels_direct(run.params, run.spec, protos.mu, protos.var)[0]  # for the unseen ones
+        voted_thing = seen & (vote < P)
+        voted_stuff = seen & (vote >= P)
+        best[voted_thing] = vote[voted_thing]
+        sem_g[voted_stuff] = vote[voted_stuff] - P
+        thing_logits = classes.logits.masked_fill(~torch.from_numpy(is_thing)[None], float("-inf"))
+        sem_g[voted_thing] = thing_logits.argmax(1).numpy()[voted_thing]
+        thing_g = is_thing[sem_g]
+    elif len(protos):
+        best, _ = gaussian_labels_direct(run.params, run.spec, protos.mu, protos.var)
+    else:
+        best = np.full(len(sem_g), -1)
+    inst_g = np.where(thing_g & (best >= 0), best + 1, 0).astype(np.int32)
+    return inst_g, sem_g
+
+
+def write_gaussian_labels(run: Run, out: Path, inst_g: np.ndarray, sem_g: np.ndarray, protos: Prototypes,
+                          palette: np.ndarray, classes: ClassTable, export_ply: bool) -> int | None:
+    """OUT/gaussian_instance_ids.npy, gaussian_semantic_ids.npy ([N] int32); with ``export_ply`` also
+    the world-frame splat files of :func:`pcf_gs.splats.export.export_objects`. Returns the number of
+    exported objects (None without ``export_ply``). ``classes``: the scene's class table."""
+    exported = None
+    if export_ply:
+        splats = params_to_splats(run.params, run.spec, run.normalization)
+        table = export_objects(
+            out, splats, inst_g, sem_g, classes.names, classes.is_thing_array(),
+            scores={k + 1: s for k, s in enumerate(protos.scores) if s is not None},
+            colors={k: palette[k].tolist() for k in range(1, len(palette))},
+        )
+        exported = len(table)
+    np.save(out / "gaussian_instance_ids.npy", inst_g)
+    np.save(out / "gaussian_semantic_ids.npy", sem_g.astype(np.int32))
+    return exported
+
+
 def run_segment(
-    run: Path,
+    run_dir: Path,
     out: Path,
     split: str = "test",
     clustering: str | None = None,
@@ -167,123 +255,35 @@ def run_segment(
     gaussian_labels: str = "vote",
     progress: bool = True,
 ) -> dict:
+    """Segment run directory ``run_dir`` into ``out`` (replaced atomically); returns what OUT/segment.json holds."""
     from pcf_gs.data import load_scene
 
-    params, spec, rec, cfgd = load_run(run)
-    cfg = apply_overrides(config_from_dict(cfgd), overrides)
+    run = Run.load(run_dir)
+    cfg = apply_overrides(run.config, overrides)
     if clustering:
         cfg.segment.clustering = clustering
-    sc = cfg.segment
-    backend, eps2d = cfg.render.backend, cfg.render.eps2d
-    root = Path(data) if data else Path(rec["root"])
+    root = Path(data) if data else run.root
     if not root.exists():
         raise UserError("the run's data folder is gone; pass --data DATA", root)
     scene = load_scene(root, cfg.data, progress=progress)
-    if [f.name for f in scene.frames] != rec["frames"]:
+    if [f.name for f in scene.frames] != run.frames:
         raise UserError("frames differ from the ones the run was trained on", root)
     is_thing = scene.classes.is_thing_array()
-    ids_out = split_ids(rec, split)
-    W, H = rec["width"], rec["height"]
+    ids_out = run.split_ids(split)
 
-    # 1. nodes from the training views
-    mus, vars_, labs = [], [], []
-    with progress_bar("embed train views", len(rec["train_ids"]), enabled=progress) as adv:
-        for i in rec["train_ids"]:
-            f = render_all(params, spec, rec, i, backend, eps2d)
-            fr = scene.frames[i]
-            m = torch.from_numpy(fr.instances > 0)
-            if fr.valid is not None:
-                m &= torch.from_numpy(fr.valid)
-            mus.append(f["mu"][m])
-            vars_.append(f["var"][m])
-            labs.append(torch.from_numpy(fr.instances.astype(np.int64))[m])
-            adv()
-    info: dict = {"clustering": sc.clustering}
-    if sc.clustering == "mvoa":
-        nodes = build_nodes(mus, vars_, labs, min_pixels=sc.min_pixels)
-        protos, T = associate(nodes, threshold=sc.threshold, score_threshold=sc.score_threshold, min_views=sc.min_views)
-        proto_mu, proto_var = refine_prototypes(nodes, protos, sc.refine_rounds)
-        scores = nodes.score[protos].tolist()
-        info.update(nodes=len(nodes), threshold=T)
-    else:
-        proto_mu, proto_var = hdbscan_prototypes(
-            torch.cat(mus), torch.cat(vars_), sc.hdbscan_samples, sc.hdbscan_min_cluster_size, seed=cfg.seed
-        )
-        scores = [None] * len(proto_mu)
-    info["prototypes"] = int(len(proto_mu))
-    palette = distinct_colors(len(proto_mu) + 1)
-    info["semantics"] = sc.semantics
-    if sc.semantics == "vote":
-        probs_g = gaussian_semantics_vote(params, rec, scene, backend, eps2d)
-        sem_of = lambda i, f: render_semantics(params, rec, i, probs_g, backend, eps2d).argmax(-1)  # noqa: E731
-        logits_g = probs_g.clamp_min(1e-12).log()
-    else:
-        sem_of = lambda i, f: f["semantics"].argmax(-1)  # noqa: E731
-        logits_g = params["semantics"].detach()
+    protos = find_prototypes(embed_train_views(run, scene, cfg, progress), cfg)
+    info: dict = {"clustering": cfg.segment.clustering, **protos.info, "prototypes": int(len(protos))}
+    palette = distinct_colors(len(protos) + 1)
+    info["semantics"] = cfg.segment.semantics
+    classes = gaussian_classes(run, scene, cfg)
 
-    # 2. pixel labels for the requested split
-    with atomic_dir(out, overwrite=True) as tmp, progress_bar("segment views", len(ids_out), enabled=progress) as adv:
-        for d in ("pred_semantics", "pred_surrogateid", "vis"):
-            (tmp / d).mkdir()
-        for i in ids_out:
-            f = render_all(params, spec, rec, i, backend, eps2d, rgb=True)
-            sem = sem_of(i, f)
-            thing = torch.from_numpy(is_thing)[sem]
-            ins = torch.zeros(H, W, dtype=torch.long)
-            if len(proto_mu) and bool(thing.any()):
-                idx, _ = assign(f["mu"][thing], f["var"][thing], proto_mu, proto_var)
-                ins[thing] = idx + 1
-            name = rec["frames"][i]
-            cv2.imwrite(str(tmp / "pred_semantics" / f"{name}.png"), sem.numpy().astype(np.uint16))
-            cv2.imwrite(str(tmp / "pred_surrogateid" / f"{name}.png"), ins.numpy().astype(np.uint16))
-            vis = colorize(sem.numpy(), ins.numpy(), f["rgb"].clamp(0, 1).numpy(), palette, is_thing)
-            cv2.imwrite(str(tmp / "vis" / f"{name}.png"), vis[:, :, ::-1])
-            adv()
-
-        # 3. Gaussian labels and export
-        sem_g = logits_g.argmax(1).numpy()
-        thing_g = is_thing[sem_g]
-        if gaussian_labels == "vote" and len(proto_mu):
-            # one vote over P prototypes + C classes: thing pixels vote their prototype, stuff pixels
-            # their class, so a Gaussian's thing/stuff status comes from the pixels it shows up in too
-            # (its own logits alone left ghosts of objects behind on removal)
-            P, C = len(proto_mu), len(is_thing)
-            view_labels = {}
-            for i in rec["train_ids"]:
-                f = render_all(params, spec, rec, i, backend, eps2d)
-                sem = sem_of(i, f)
-                th = torch.from_numpy(is_thing)[sem]
-                lab = P + sem
-                if bool(th.any()):
-                    lab[th] = assign(f["mu"][th], f["var"][th], proto_mu, proto_var)[0]
-                view_labels[i] = lab
-            vote = gaussian_labels_vote(params, rec, view_labels, P + C, backend, eps2d)
-            seen = vote >= 0
-            best = gaussian_labels_direct(params, spec, proto_mu, proto_var)[0]  # for the unseen ones
-            voted_thing = seen & (vote < P)
-            voted_stuff = seen & (vote >= P)
-            best[voted_thing] = vote[voted_thing]
-            sem_g[voted_stuff] = vote[voted_stuff] - P
-            thing_logits = logits_g.masked_fill(~torch.from_numpy(is_thing)[None], float("-inf"))
-            sem_g[voted_thing] = thing_logits.argmax(1).numpy()[voted_thing]
-            thing_g = is_thing[sem_g]
-        elif len(proto_mu):
-            best, _ = gaussian_labels_direct(params, spec, proto_mu, proto_var)
-        else:
-            best = np.full(len(sem_g), -1)
-        inst_g = np.where(thing_g & (best >= 0), best + 1, 0).astype(np.int32)
+    with atomic_dir(out, overwrite=True) as tmp:
+        label_views(run, ids_out, tmp, protos, classes, is_thing, palette, cfg, progress)
+        inst_g, sem_g = label_gaussians(run, protos, classes, is_thing, gaussian_labels, cfg)
         info["gaussian_labels"] = gaussian_labels
-        if export_ply:
-            norm = Normalization.from_dict(rec["normalization"])
-            splats = params_to_splats(params, spec, norm)
-            table = export_objects(
-                tmp, splats, inst_g, sem_g, scene.classes.names, is_thing,
-                scores={k + 1: s for k, s in enumerate(scores) if s is not None},
-                colors={k: palette[k].tolist() for k in range(1, len(palette))},
-            )
-            info["objects_exported"] = len(table)
-        np.save(tmp / "gaussian_instance_ids.npy", inst_g)
-        np.save(tmp / "gaussian_semantic_ids.npy", sem_g.astype(np.int32))
-        info.update(split=split, frames=len(ids_out), run=str(run))
+        exported = write_gaussian_labels(run, tmp, inst_g, sem_g, protos, palette, scene.classes, export_ply)
+        if exported is not None:
+            info["objects_exported"] = exported
+        info.update(split=split, frames=len(ids_out), run=str(run_dir))
         write_json_atomic(tmp / "segment.json", info)
     return info

@@ -41,14 +41,15 @@ blue); :class:`Splats` holds them as shN [N, S-1, 3], which is what is rotated.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
 
 from pcf_gs.errors import UserError
+from pcf_gs.geometry import axis_angle_to_rotmat, quat_multiply, rotmat_to_quat
+from pcf_gs.render.sh import rgb_to_sh0, sh0_to_rgb
 from pcf_gs.splats.ply import Splats
-
-C0 = 0.28209479177387814  # SH band-0 constant: colour = C0 * sh0 + 0.5
 
 # --------------------------------------------------------------------------- #
 # selection
@@ -156,13 +157,13 @@ def recolor(s: Splats, sel, rgb, *, view_dependent: bool = True, texture: bool =
     out = s.copy()
     base = np.broadcast_to(rgb, (int(m.sum()), 3)).astype(np.float64)
     if texture:
-        old = C0 * s.sh0[m, 0].astype(np.float64) + 0.5
+        old = sh0_to_rgb(s.sh0[m, 0].astype(np.float64))
         lum = old @ np.array([0.299, 0.587, 0.114])
         w = 1.0 / (1.0 + np.exp(-s.opacities[m].astype(np.float64)))
         mean = (w * lum).sum() / max(w.sum(), 1e-12)
         if mean > 1e-6:
             base = base * np.clip(lum / mean, 0.0, None)[:, None]
-    out.sh0[m, 0] = ((base - 0.5) / C0).astype(out.sh0.dtype)
+    out.sh0[m, 0] = rgb_to_sh0(base).astype(out.sh0.dtype)
     if not view_dependent:
         out.shN[m] = 0
     return out
@@ -255,50 +256,12 @@ def duplicate_ids(s: Splats, sel) -> dict[int, int]:
 
 
 def axis_angle_matrix(axis, degrees: float) -> np.ndarray:
-    """[3,3] float64 right-handed rotation by ``degrees`` about ``axis`` (any length > 0); Rodrigues."""
+    """[3,3] float64 right-handed rotation by ``degrees`` about ``axis`` (any length > 0);
+    user input checked (:class:`UserError`), then :func:`pcf_gs.geometry.axis_angle_to_rotmat`."""
     a = _vec3(axis, "rotation axis")
-    n = np.linalg.norm(a)
-    if n < 1e-12:
+    if np.linalg.norm(a) < 1e-12:
         raise UserError("rotation axis must not be zero")
-    deg = float(_finite(degrees, "angle"))
-    k = a / n
-    th = np.deg2rad(deg)
-    Kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(th) * Kx + (1 - np.cos(th)) * (Kx @ Kx)
-
-
-def matrix_to_quat(R: np.ndarray) -> np.ndarray:
-    """[4] unit quaternion w x y z of a rotation matrix (Shepperd's method, w >= 0)."""
-    R = np.asarray(R, dtype=np.float64)
-    tr = np.trace(R)
-    i = int(np.argmax([tr, R[0, 0], R[1, 1], R[2, 2]]))
-    if i == 0:
-        r = np.sqrt(1 + tr) * 2
-        q = [r / 4, (R[2, 1] - R[1, 2]) / r, (R[0, 2] - R[2, 0]) / r, (R[1, 0] - R[0, 1]) / r]
-    elif i == 1:
-        r = np.sqrt(1 + R[0, 0] - R[1, 1] - R[2, 2]) * 2
-        q = [(R[2, 1] - R[1, 2]) / r, r / 4, (R[0, 1] + R[1, 0]) / r, (R[0, 2] + R[2, 0]) / r]
-    elif i == 2:
-        r = np.sqrt(1 + R[1, 1] - R[0, 0] - R[2, 2]) * 2
-        q = [(R[0, 2] - R[2, 0]) / r, (R[0, 1] + R[1, 0]) / r, r / 4, (R[1, 2] + R[2, 1]) / r]
-    else:
-        r = np.sqrt(1 + R[2, 2] - R[0, 0] - R[1, 1]) * 2
-        q = [(R[1, 0] - R[0, 1]) / r, (R[0, 2] + R[2, 0]) / r, (R[1, 2] + R[2, 1]) / r, r / 4]
-    q = np.array(q)
-    q /= np.linalg.norm(q)
-    return q if q[0] >= 0 else -q
-
-
-def quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product a (x) b of quaternions w x y z; broadcasts over leading dims."""
-    aw, ax, ay, az = np.moveaxis(np.asarray(a, np.float64), -1, 0)
-    bw, bx, by, bz = np.moveaxis(np.asarray(b, np.float64), -1, 0)
-    return np.stack([
-        aw * bw - ax * bx - ay * by - az * bz,
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-    ], -1)
+    return axis_angle_to_rotmat(a, math.radians(float(_finite(degrees, "angle"))))
 
 
 def similarity_parts(matrix) -> tuple[np.ndarray, float, np.ndarray]:
@@ -387,7 +350,7 @@ def _similarity(s: Splats, m: np.ndarray, R: np.ndarray, c: float, t: np.ndarray
     if c != 1.0:
         out.scales[m] = (s.scales[m].astype(np.float64) + np.log(c)).astype(out.scales.dtype)
     if is_rot:
-        qR = matrix_to_quat(R)
+        qR = rotmat_to_quat(R)
         out.quats[m] = quat_multiply(qR, s.quats[m]).astype(out.quats.dtype)
         if s.shN.shape[1]:
             out.shN[m] = rotate_sh(s.shN[m], R).astype(out.shN.dtype)

@@ -1,4 +1,5 @@
-"""From a trained model to splat files: the full labelled scene, one file per object, stuff files.
+"""From a trained model to splat files: the full labelled scene, one file per object, stuff files;
+and back (:func:`splats_to_params`, to render any splat file with a run's cameras).
 
 Model tensors live in the normalised scene frame (x_s = (x_w - c) * s); files
 are written back in the original world frame: means / s + c, log-scales
@@ -8,7 +9,6 @@ are written back in the original world frame: means / s + c, log-scales
 from __future__ import annotations
 
 import colorsys
-import json
 import re
 from pathlib import Path
 
@@ -33,6 +33,17 @@ def params_to_splats(params, spec: ModelSpec, norm: Normalization) -> Splats:
         else np.full_like(g("inst_mu"), spec.deterministic_var)
     )
     return Splats(means, scales, g("quats"), g("opacities"), g("sh0"), g("shN"), {"inst_mu": g("inst_mu"), "inst_var": var})
+
+
+def splats_to_params(s, norm: Normalization) -> dict:
+    """World-frame :class:`~pcf_gs.splats.ply.Splats` -> render params (torch, the run's scene frame):
+    means (x - c) * scale, log-scales + log scale; rotations, opacities and SH unchanged."""
+    f = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    return {
+        "means": f(norm.world_to_scene_points(s.means)),
+        "scales": f(s.scales.astype(np.float64) + np.log(norm.scale)),
+        "quats": f(s.quats), "opacities": f(s.opacities), "sh0": f(s.sh0), "shN": f(s.shN),
+    }
 
 
 def distinct_colors(n: int, seed: int = 0) -> np.ndarray:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import re
 import time
@@ -33,14 +32,16 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from pcf_gs import geometry
 from pcf_gs.errors import UserError
 from pcf_gs.atomic import atomic_dir
 from pcf_gs.progress import progress_bar
 from pcf_gs.synth import noise as noise_mod
-from pcf_gs.synth import scene as scene_mod
+from pcf_gs.synth import cameras as camera_mod
+from pcf_gs.synth import layout
+from pcf_gs.synth.shading import render_view
 
 GENERATOR_VERSION = 1
-SENSOR_WIDTH_MM = 32.0  # Kubric's default sensor width
 
 # named random sub-streams
 _S_LAYOUT, _S_LOOK, _S_CAMERA, _S_POINTS, _S_NOISE, _S_PIXELS = 1, 2, 3, 4, 5, 6
@@ -129,9 +130,9 @@ class SynthOptions:
             raise ValueError("need 0.1 <= camera_height_min <= camera_height_max")
         if self.image_noise < 0:
             raise ValueError("image_noise must be >= 0")
-        bad = [s for s in self.shape_list if s not in scene_mod.OBJECT_SHAPES]
+        bad = [s for s in self.shape_list if s not in layout.OBJECT_SHAPES]
         if bad or not self.shape_list:
-            raise ValueError(f"unknown shapes {bad}; choose from {', '.join(scene_mod.OBJECT_SHAPES)}")
+            raise ValueError(f"unknown shapes {bad}; choose from {', '.join(layout.OBJECT_SHAPES)}")
 
     @property
     def shape_list(self) -> list[str]:
@@ -171,44 +172,6 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(key)))
 
 
-def kubric_camera(K: np.ndarray, c2w: np.ndarray, width: int, height: int) -> dict:
-    """Kubric camera block from pixel K [3,3] (square pixels, centred) and OpenCV c2w [F,4,4].
-
-    K_kubric = [[fx, 0, -0.5], [0, -fy, -0.5], [0, 0, -1]] with fx = focal/sensor_width,
-    fy = focal/sensor_height, sensor_height = sensor_width * H / W; quaternions (w,x,y,z) are
-    of the Blender camera rotation R_cv @ diag(1,-1,-1).
-    """
-    fx_n = K[0, 0] / width
-    focal = fx_n * SENSOR_WIDTH_MM
-    sensor_h = SENSOR_WIDTH_MM * height / width
-    fy_n = focal / sensor_h
-    flip = np.diag([1.0, -1.0, -1.0])
-    quats = [scene_mod.rotmat_to_quat(c[:3, :3] @ flip).tolist() for c in c2w]
-    return {
-        "K": [[fx_n, 0.0, -0.5], [0.0, -fy_n, -0.5], [0.0, 0.0, -1.0]],
-        "focal_length": focal,
-        "sensor_width": SENSOR_WIDTH_MM,
-        "sensor_height": sensor_h,
-        "field_of_view": 2.0 * math.atan(SENSOR_WIDTH_MM / (2.0 * focal)),
-        "positions": [c[:3, 3].tolist() for c in c2w],
-        "quaternions": quats,
-    }
-
-
-def cameras_from_kubric(cam: dict, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reader side (as the official loader): (K [3,3] pixels, c2w [F,4,4] OpenCV)."""
-    K = np.array(cam["K"], np.float64)
-    K[0] *= width
-    K[1] *= height
-    K = np.abs(K)
-    q = np.array(cam["quaternions"], np.float64)
-    c2w = np.tile(np.eye(4), (len(q), 1, 1))
-    for i, (qq, p) in enumerate(zip(q, cam["positions"])):
-        c2w[i, :3, :3] = scene_mod.quat_to_rotmat(qq)
-        c2w[i, :3, 3] = p
-    return K, c2w @ np.diag([1.0, -1.0, -1.0, 1.0])
-
-
 def _write_png(path: Path, img: np.ndarray) -> None:
     if img.ndim == 3:
         img = img[:, :, ::-1]
@@ -240,16 +203,17 @@ def _dir_nonempty(p: Path) -> bool:
     return p.exists() and (not p.is_dir() or any(p.iterdir()))
 
 
-def build(options: SynthOptions) -> tuple[scene_mod.Scene, np.ndarray, np.ndarray]:
+def build(options: SynthOptions) -> tuple[layout.Scene, np.ndarray, np.ndarray]:
     """The scene, pixel K [3,3] and OpenCV c2w [F,4,4] for ``options`` (no files written).
 
     The c2w are rebuilt from the quaternions/positions that metadata.json stores, so the
-    rendered cameras are exactly the ones a reader reconstructs.
+    rendered cameras are the ones a reader reconstructs (to the last bit: see the comment
+    on the decoding below).
     """
     o = options
     shapes = tuple(o.shape_list)
     fl = 1.0 - o.stacked_fraction - o.leaning_fraction - o.floating_fraction
-    sc = scene_mod.build_scene(
+    sc = layout.build_scene(
         o.objects,
         _rng(o.seed, _S_LAYOUT),
         _rng(o.seed, _S_LOOK),
@@ -263,11 +227,15 @@ def build(options: SynthOptions) -> tuple[scene_mod.Scene, np.ndarray, np.ndarra
     )
     rc = _rng(o.seed, _S_CAMERA)
     fov = o.fov if o.fov > 0 else float(rc.uniform(50, 75))
-    f = scene_mod.focal_from_fov(fov, o.width)
+    f = camera_mod.focal_from_fov(fov, o.width)
     K = np.array([[f, 0, o.width / 2], [0, f, o.height / 2], [0, 0, 1.0]])
-    c2w, _ = scene_mod.camera_path(sc, o.camera_path, o.frames, rc, (o.camera_height_min, o.camera_height_max))
-    cam = kubric_camera(K, c2w, o.width, o.height)
-    K_r, c2w_r = cameras_from_kubric(json.loads(json.dumps(cam)), o.width, o.height)
+    c2w, _ = camera_mod.camera_path(sc, o.camera_path, o.frames, rc, (o.camera_height_min, o.camera_height_max))
+    cam = json.loads(json.dumps(geometry.opencv_to_kubric(K, c2w, o.width, o.height)))
+    K_r = geometry.kubric_intrinsics(cam["K"], o.width, o.height)
+    # frame by frame: a single quaternion is normalised with a BLAS dot, a batch row-wise
+    # (geometry.quat_to_rotmat); they can differ in the last bit and scenes since version 1
+    # were rendered with the per-frame cameras
+    c2w_r = np.stack([geometry.kubric_c2w(p, q) for p, q in zip(cam["positions"], cam["quaternions"])])
     return sc, K_r, c2w_r
 
 
@@ -297,7 +265,7 @@ def generate_scene(out_dir: str | os.PathLike, options: SynthOptions | None = No
             (tmp / "depth").mkdir()
         with progress_bar(f"synth {out.name}", total=o.frames, enabled=progress) as advance:
             for i in range(o.frames):
-                v = scene_mod.render_view(sc, K, c2w[i], W, H, supersample=o.supersample)
+                v = render_view(sc, K, c2w[i], W, H, supersample=o.supersample)
                 rgb = v["rgb"]
                 if o.image_noise > 0:
                     nz = _rng(o.seed, _S_PIXELS, i).normal(0, o.image_noise, rgb.shape)
@@ -338,7 +306,7 @@ def generate_scene(out_dir: str | os.PathLike, options: SynthOptions | None = No
                 stats_all["boundary_changed_pixels"] += st["boundary_changed_pixels"]
                 advance()
 
-        cam = kubric_camera(K, c2w, W, H)
+        cam = geometry.opencv_to_kubric(K, c2w, W, H)
         params = dataclasses.asdict(o)
         meta = {
             "flags": {"resolution": [W, H], "frame_start": 0, "frame_end": o.frames - 1, "seed": o.seed},

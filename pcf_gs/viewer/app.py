@@ -1,4 +1,4 @@
-"""The browser viewer: a viser server, its GUI panel and one render loop per browser tab.
+"""The browser viewer's app: a viser server, its GUI panel, the display state and its handlers.
 
 Built on viser directly (not nerfview): the render loop, adaptive resolution
 and error handling are ours. A failing render is caught per frame, logged
@@ -6,91 +6,30 @@ with its traceback and shown in the panel (and as a notification); the server
 and the other tabs go on. nerfview 0.1.3 ends the process with ``os._exit`` on
 such errors, one reason not to build on it.
 
-Threads: viser runs its asyncio server in a thread of its own; each connected
-tab has a :class:`_ClientLoop` thread that renders when the camera or the
-display state changes. Render calls go through :class:`RenderExecutor`, which
-runs them one at a time; while ``pcf-gs train --viewer`` trains, the executor
-hands them to the training thread, which runs them between steps (the numba
-kernels of the viewer and of training then never compete for the cores).
+Each connected tab gets a :class:`~pcf_gs.viewer.render_loop.ClientLoop`; all
+render and picking calls go through the app's
+:class:`~pcf_gs.viewer.render_loop.RenderExecutor`.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 import traceback
-from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable
 
 import numpy as np
 
-from pcf_gs.viewer.render import (
-    MODE_LABELS,
-    AdaptiveResolution,
-    Camera,
-    DisplayState,
-    ViewRenderer,
-    available_modes,
-)
+from pcf_gs.viewer.render import MODE_LABELS, Camera, DisplayState, ViewRenderer, available_modes
+from pcf_gs.viewer.render_loop import ClientLoop, RenderExecutor
 from pcf_gs.viewer.target import STUFF, CameraPreset, ViewScene
 
 log = logging.getLogger("pcf_gs.viewer")
 
-T = TypeVar("T")
-REST_SECONDS = 0.25  # the camera counts as resting this long after its last update
 NO_SELECTION = "(none)"
-RENDERING = "rendering full frame…"
-
-
-class RenderExecutor:
-    """Runs render calls one at a time: directly under a lock, or — while ``pumped`` —
-    queued for another thread (the training loop) that calls :meth:`pump` between steps."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._mode_lock = threading.Lock()
-        self._pumped = False
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-
-    def call(self, fn: Callable[[], T], timeout: float = 300.0) -> T:
-        with self._mode_lock:
-            if self._pumped:
-                fut: Future = Future()
-                self._jobs.put((fn, fut))
-            else:
-                fut = None  # type: ignore[assignment]
-        if fut is None:
-            with self._lock:
-                return fn()
-        return fut.result(timeout=timeout)
-
-    def set_pumped(self, pumped: bool) -> None:
-        """Switch between direct calls and calls run by :meth:`pump` (queued jobs are run when leaving)."""
-        with self._mode_lock:
-            self._pumped = pumped
-        if not pumped:
-            self.pump()
-
-    def pump(self, max_jobs: int = 8) -> int:
-        """Run queued render calls in the calling thread; returns how many ran."""
-        n = 0
-        while n < max_jobs:
-            try:
-                fn, fut = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if fut.set_running_or_notify_cancel():
-                try:
-                    with self._lock:
-                        fut.set_result(fn())
-                except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
-                    fut.set_exception(e)
-            n += 1
-        return n
 
 
 class ViewerApp:
@@ -122,7 +61,7 @@ class ViewerApp:
         self.frames_sent = 0
         self.last_error: str | None = None
         self._lock = threading.RLock()
-        self._loops: dict[int, _ClientLoop] = {}
+        self._loops: dict[int, ClientLoop] = {}
         self._last_error_note = (None, 0.0)
         self.server = viser.ViserServer(host=host, port=port, label="pcf-gs", verbose=verbose)
         self.server.scene.world_axes.visible = False
@@ -383,7 +322,7 @@ class ViewerApp:
 
     # ------------------------------------------------------------- clients
     def _on_connect(self, client) -> None:
-        loop = _ClientLoop(self, client)
+        loop = ClientLoop(self, client)
         with self._lock:
             self._loops[client.client_id] = loop
         loop.start()
@@ -429,151 +368,6 @@ class ViewerApp:
             self.gui_error.visible = False
             self.last_error = None
 
-
-class _ClientLoop:
-    """Renders for one browser tab: preview frames while its camera moves, a full frame at rest."""
-
-    def __init__(self, app: ViewerApp, client):
-        self.app, self.client = app, client
-        self.res = AdaptiveResolution(max_side=app.max_side, moving_side=app.moving_side)
-        self._wake = threading.Event()
-        self._alive = True
-        self._cam_seq = 0
-        self._moved_at = 0.0
-        self._rendered: tuple | None = None  # (camera seq, generation) of the last frame
-        self._rendered_full = False
-        self._last_stats = 0.0
-        client.camera.on_update(self._on_camera)
-        self._thread = threading.Thread(target=self._run, name=f"pcf-gs-view-{client.client_id}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._alive = False
-        self._wake.set()
-
-    def kick(self) -> None:
-        self._wake.set()
-
-    def _on_camera(self, _camera) -> None:
-        self._cam_seq += 1
-        self._moved_at = time.monotonic()
-        self._wake.set()
-
-    def _run(self) -> None:
-        while self._alive:
-            self._wake.wait(timeout=0.05)
-            self._wake.clear()
-            if not self._alive:
-                break
-            try:
-                self._tick()
-            except Exception as e:  # noqa: BLE001 - never let a frame kill the loop or the server
-                self.app.report_error(e, self.client)
-
-    def _tick(self) -> None:
-        app = self.app
-        if self._cam_seq == 0:
-            return  # no camera message yet
-        key = (self._cam_seq, app.generation)
-        moving = time.monotonic() - self._moved_at < REST_SECONDS
-        if key == self._rendered and (self._rendered_full or moving):
-            return
-        camera_changed = self._rendered is None or key[0] != self._rendered[0]
-        preview = (moving and camera_changed) or self._rendered is None  # the first frame comes quickly
-        self._rendered = key  # also on failure: retry only when something changes
-        self._rendered_full = not preview
-        cam = self.client.camera
-        camera = Camera.from_wxyz_position(cam.wxyz, cam.position, cam.fov)
-        self.res.max_side, self.res.moving_side = app.max_side, app.moving_side
-        W, H = self.res.size(cam.image_width, cam.image_height, moving=preview)
-        detail = self.res.frame_detail(moving=preview)
-        state = app.state
-        if not preview:  # a full frame can take a while on a CPU: say so (tests wait for it too)
-            app.gui_stats.content = app.gui_stats.content.split(" · ")[0] + " · " + RENDERING
-        img, info = app.executor.call(lambda: app.renderer.render(camera, state, W, H, detail=detail))
-        self.res.record(info.seconds, moving=preview)
-        self.client.scene.set_background_image(img, format="jpeg", jpeg_quality=75 if preview else 90)
-        app.frames_sent += 1
-        app.clear_error()
-        now = time.monotonic()
-        if not preview or now - self._last_stats > 0.5:
-            self._last_stats = now
-            app.gui_stats.content = (
-                f"{'moving' if preview else 'full'}: {info.width}×{info.height}, "
-                f"{info.seconds * 1000:.0f} ms, {info.gaussians:,} Gaussians drawn"
-                + (f" ({detail:.0%} detail)" if detail < 1 else "")
-            )
-
-
-class LiveTrainingViewer:
-    """``pcf-gs train --viewer``: a :class:`ViewerApp` fed from the Trainer.
-
-    Pass :meth:`on_step` as ``run_training(on_step=...)``. Every ``update_seconds``
-    it snapshots the model (world frame, semantic classes from the logits,
-    embedding variances; no objects before segmentation) and swaps it in; after
-    every step it runs the render calls the browser tabs queued, so rendering
-    and training take turns on the cores. While training, the image at rest is
-    capped at ``live_max_side`` pixels (long side) to keep the steps going.
-    """
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, *, update_seconds: float = 2.0,
-                 live_max_side: int = 512, **kw):
-        from pcf_gs.viewer.target import empty_scene
-
-        self.app = ViewerApp(empty_scene("waiting for the first training step"), host, port, **kw)
-        self.update_seconds = float(update_seconds)
-        self._full_side = self.app.max_side
-        self.app.max_side = min(self.app.max_side, int(live_max_side))
-        self.app.executor.set_pumped(True)
-        self._last = -float("inf")
-        self._rec = None
-        self.updates = 0
-
-    @property
-    def url(self) -> str:
-        return self.app.url
-
-    def snapshot(self, trainer) -> None:
-        """Show the trainer's current model."""
-        from pcf_gs.lift.trainer import scene_record
-        from pcf_gs.viewer.target import from_params
-
-        if self._rec is None:
-            self._rec = scene_record(trainer.scene)
-        it = trainer.cfg.train.iterations
-        scene = from_params(trainer.params, trainer.spec, self._rec, source=f"training: step {trainer.step:,} of {it:,}")
-        scene.notes = [n for n in scene.notes if not n.startswith("no segmentation")]
-        scene.notes.append("objects appear after `pcf-gs segment`")
-        scene.version = trainer.step
-        self.app.set_scene(scene)
-        self.updates += 1
-
-    def on_step(self, trainer) -> None:
-        now = time.monotonic()
-        try:
-            if now - self._last >= self.update_seconds:
-                self._last = now
-                self.snapshot(trainer)
-        except Exception as e:  # noqa: BLE001 - the viewer must never stop training
-            self.app.report_error(e, where="live update")
-        self.app.executor.pump()
-
-    def finish(self, trainer=None) -> None:
-        """Training ended: show the final model, render directly again, full resolution at rest."""
-        if trainer is not None and trainer.params is not None:
-            try:
-                self.snapshot(trainer)
-            except Exception as e:  # noqa: BLE001
-                self.app.report_error(e, where="live update")
-        self.app.max_side = self._full_side
-        self.app.executor.set_pumped(False)
-        self.app._bump()
-
-    def stop(self) -> None:
-        self.app.executor.set_pumped(False)
-        self.app.stop()
 
 
 def serve(target: str | Path, host: str = "127.0.0.1", port: int = 8080, *, mode: str = "rgb",

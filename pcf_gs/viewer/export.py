@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pcf_gs.render.sh import rgb_to_sh0
 from pcf_gs.splats.export import _safe
-from pcf_gs.lift.model import C0
 from pcf_gs.splats.ply import Splats, write_ply
 from pcf_gs.viewer.render import DisplayState
 from pcf_gs.viewer.target import ViewScene
@@ -46,7 +46,7 @@ def bake_recolors(splats: Splats, instance_ids: np.ndarray | None, recolors) -> 
     sh0, shN = splats.sh0.copy(), splats.shN.copy()
     for oid, rgb in recolors:
         m = instance_ids == int(oid)
-        sh0[m, 0, :] = (np.asarray(rgb, np.float32) / 255.0 - 0.5) / C0
+        sh0[m, 0, :] = rgb_to_sh0(np.asarray(rgb, np.float32) / 255.0)
         shN[m] = 0.0
     return Splats(splats.means, splats.scales, splats.quats, splats.opacities, sh0, shN, splats.extra)
 

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from pcf_gs.geometry import quat_to_rotmat
+from pcf_gs.render.sh import sh0_to_rgb, sh_to_rgb
 from pcf_gs.splats.export import distinct_colors
-from pcf_gs.lift.model import C0
 from pcf_gs.viewer.target import STUFF, ViewScene
 
 NEAR_PLANE = 0.01  # world units, as the rasterizer's default
@@ -67,16 +68,6 @@ def semantic_palette(num_classes: int) -> np.ndarray:
     return distinct_colors(max(num_classes, 1), seed=5)
 
 
-def quat_wxyz_to_rotmat(q: np.ndarray) -> np.ndarray:
-    """[4] quaternion (w, x, y, z) -> [3, 3] rotation matrix."""
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
-
-
 @dataclass(frozen=True)
 class Camera:
     """A pinhole camera: ``c2w`` [4,4] camera-to-world (OpenCV axes: x right, y down,
@@ -90,7 +81,7 @@ class Camera:
     def from_wxyz_position(cls, wxyz, position, fov_y: float) -> "Camera":
         """From a viser camera (``T_world_camera`` as quaternion + position, OpenCV axes)."""
         c2w = np.eye(4)
-        c2w[:3, :3] = quat_wxyz_to_rotmat(np.asarray(wxyz))
+        c2w[:3, :3] = quat_to_rotmat(wxyz)
         c2w[:3, 3] = np.asarray(position, dtype=np.float64)
         return cls(c2w, float(fov_y))
 
@@ -235,7 +226,7 @@ class ViewRenderer:
             "opacities": opac,
             "sh": torch.cat([t(s.sh0), t(s.shN)], 1),
         }
-        dc = (base["sh"][:, 0, :] * C0 + 0.5).clamp(0, 1)
+        dc = sh0_to_rgb(base["sh"][:, 0, :]).clamp(0, 1)
         if scene.instance_ids is not None:
             ids = torch.as_tensor(scene.instance_ids.astype(np.int64), device=dev)
             table = torch.as_tensor(scene.object_colors(), dtype=torch.float32, device=dev) / 255.0
@@ -303,11 +294,9 @@ class ViewRenderer:
     # ----------------------------------------------------------------- render
     def _rgb_colors(self, v: _Visible, campos: torch.Tensor) -> torch.Tensor:
         """[M,3] view-dependent colours: max(SH(dir) + 0.5, 0) as gsplat, recolours flat."""
-        from pcf_gs.render.sh import sh_to_rgb
-
         deg = min(self.scene.sh_degree, 3)
         if deg == 0:
-            rgb = (v.sh[:, 0, :] * C0 + 0.5).clamp_min(0)
+            rgb = sh0_to_rgb(v.sh[:, 0, :]).clamp_min(0)
         else:
             rgb = sh_to_rgb(v.means, v.sh, campos, deg)
         if v.recolor_mask is not None:

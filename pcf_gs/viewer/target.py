@@ -29,12 +29,16 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pcf_gs.errors import UserError
 from pcf_gs.splats.export import distinct_colors
 from pcf_gs.splats.ply import Splats, read_ply
+
+if TYPE_CHECKING:
+    from pcf_gs.lift.run import Run
 
 log = logging.getLogger("pcf_gs")
 
@@ -213,17 +217,14 @@ def extent_camera(means: np.ndarray, up: np.ndarray) -> CameraPreset:
     return orbit_camera(c, 2.2 * r, up)
 
 
-def cameras_from_record(rec: dict) -> tuple[list[CameraPreset], np.ndarray]:
-    """Camera presets (world frame) and up vector from a run's scene record."""
-    from pcf_gs.data.scene import Normalization
-
-    norm = Normalization.from_dict(rec["normalization"])
-    c2w = norm.scene_to_world_c2w(np.asarray(rec["c2w"], dtype=np.float64))
-    K = np.asarray(rec["K"], dtype=np.float64)
-    W, H = rec["width"], rec["height"]
-    test = set(rec.get("test_ids", []))
+def cameras_of_run(run: Run) -> tuple[list[CameraPreset], np.ndarray]:
+    """Camera presets (world frame) of a run's training and test views, and the up vector [3]."""
+    c2w = run.normalization.scene_to_world_c2w(np.asarray(run.c2w, dtype=np.float64))
+    K = np.asarray(run.K, dtype=np.float64)
+    W, H = run.width, run.height
+    test = set(run.test_ids)
     cams = []
-    for i, name in enumerate(rec["frames"]):
+    for i, name in enumerate(run.frames):
         fov = 2 * np.arctan(0.5 * H / K[i, 1, 1])
         split = "test" if i in test else "train"
         cams.append(CameraPreset(f"{split} view {name}", c2w[i], float(fov), W / H))
@@ -241,24 +242,22 @@ def empty_scene(note: str = "") -> ViewScene:
 # loaders
 
 
-def from_params(params, spec, rec: dict, instance_ids: np.ndarray | None = None,
-                semantic_ids: np.ndarray | None = None, object_rows: dict[int, dict] | None = None,
-                source: str = "") -> ViewScene:
-    """A scene from model parameters (a checkpoint, or a live Trainer) and its scene record.
+def from_run(run: Run, instance_ids: np.ndarray | None = None,
+             semantic_ids: np.ndarray | None = None, object_rows: dict[int, dict] | None = None,
+             source: str = "") -> ViewScene:
+    """A scene from a run's model (a checkpoint, or a live Trainer's via :meth:`Run.from_params`).
 
-    ``params`` are in the normalised scene frame; they are moved to the world frame
-    with ``rec['normalization']`` (:func:`pcf_gs.splats.export.params_to_splats`).
-    Semantic ids default to the argmax of the Gaussians' logits.
+    The params are in the normalised scene frame; they are moved to the world frame
+    with ``run.normalization`` (:func:`pcf_gs.splats.export.params_to_splats`).
+    instance_ids, semantic_ids: [N] per Gaussian; semantic ids default to the argmax of the Gaussians' logits.
     """
-    from pcf_gs.data.scene import ClassTable, Normalization
     from pcf_gs.splats.export import params_to_splats
 
-    norm = Normalization.from_dict(rec["normalization"])
-    splats = params_to_splats(params, spec, norm)
-    classes = ClassTable.from_list(rec["classes"])
-    names = classes.names
+    spec = run.spec
+    splats = params_to_splats(run.params, spec, run.normalization)
+    names = run.classes.names
     if semantic_ids is None:
-        semantic_ids = params["semantics"].detach().cpu().argmax(1).numpy().astype(np.int32)
+        semantic_ids = run.params["semantics"].detach().cpu().argmax(1).numpy().astype(np.int32)
     variance = None
     notes = []
     if spec.embedding == "probabilistic":
@@ -271,7 +270,7 @@ def from_params(params, spec, rec: dict, instance_ids: np.ndarray | None = None,
         objects = objects_table(instance_ids, semantic_ids, names, colors)
     else:
         notes.append("no segmentation yet: run `pcf-gs segment RUN --out RUN/segment` for objects")
-    cams, up = cameras_from_record(rec)
+    cams, up = cameras_of_run(run)
     return ViewScene(
         splats=splats, sh_degree=spec.sh_degree, instance_ids=instance_ids, semantic_ids=semantic_ids,
         variance=variance, class_names=names, objects=objects, cameras=cams, up=up, source=source, notes=notes,
@@ -303,10 +302,10 @@ def _segment_is_of(seg: Path, run: Path) -> bool:
 
 def load_run_dir(run: Path, segment: Path | None = None) -> ViewScene:
     """A run directory (``checkpoint.pt``), with labels from ``segment`` or RUN/segment when present."""
-    from pcf_gs.lift.run import load_run
+    from pcf_gs.lift.run import Run
 
-    params, spec, rec, _ = load_run(run)
-    n = len(params["means"])
+    loaded = Run.load(run)
+    n = len(loaded.params["means"])
     inst = sem = None
     rows: dict[int, dict] = {}
     candidates = [segment] if segment is not None else [run / "segment", run.parent / "segment"]
@@ -320,7 +319,7 @@ def load_run_dir(run: Path, segment: Path | None = None) -> ViewScene:
                 used = seg
                 break
     src = f"run {run}" + (f" + labels from {used}" if used else "")
-    return from_params(params, spec, rec, inst, sem, rows, source=src)
+    return from_run(loaded, inst, sem, rows, source=src)
 
 
 def _run_of_segment(seg: Path) -> Path | None:
@@ -353,12 +352,11 @@ def load_ply_file(path: Path, objects_json: Path | None = None, run: Path | None
     cams: list[CameraPreset] = []
     up = None
     if run is not None:
-        from pcf_gs.lift.checkpoint import load_checkpoint
-        from pcf_gs.data.scene import ClassTable
+        from pcf_gs.lift.run import Run
 
-        rec = load_checkpoint(run)["scene"]
-        names = ClassTable.from_list(rec["classes"]).names
-        cams, up = cameras_from_record(rec)
+        loaded = Run.load(run)
+        names = loaded.classes.names
+        cams, up = cameras_of_run(loaded)
     rows = read_objects_json(objects_json if objects_json is not None else path.parent / "objects.json")
     if not names and rows and sem is not None:
         k = int(sem.max()) + 1 if len(sem) else 0

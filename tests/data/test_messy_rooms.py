@@ -10,7 +10,6 @@ import pytest
 from pcf_gs.config import DataConfig
 from pcf_gs.data import detect_format, load_scene
 from pcf_gs.data.images import resize_nearest
-from pcf_gs.data.messy_rooms import quat_to_rotmat
 
 
 def project(frame, X_scene):
@@ -100,12 +99,6 @@ def test_no_normalisation_keeps_world(tiny_mr):
     scene = load_scene(root, DataConfig(normalize=False), progress=False)
     meta = json.loads((root / "metadata.json").read_text())
     assert np.allclose(scene.frames[3].c2w[:3, 3], meta["camera"]["positions"][3], atol=1e-5)
-
-
-def test_quaternion_convention():
-    # 90 degrees about z, w,x,y,z
-    q = np.array([np.cos(np.pi / 4), 0, 0, np.sin(np.pi / 4)])
-    assert np.allclose(quat_to_rotmat(q), [[0, -1, 0], [1, 0, 0], [0, 0, 1]], atol=1e-12)
 
 
 def test_resize_nearest_samples_pixel_centres():

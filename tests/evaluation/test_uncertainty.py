@@ -11,7 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pcf_gs.lift.model
-from pcf_gs.evaluation.evaluate import boundary_uncertainty, instance_boundaries
+from pcf_gs.evaluation.diagnostics import boundary_uncertainty, instance_boundaries
+
+# what boundary_uncertainty reads of a Run when the renderer is faked
+FAKE_RUN = SimpleNamespace(params=None, spec=None, config=SimpleNamespace(render=SimpleNamespace(backend="cpu", eps2d=0.3)))
 
 
 def square_scene(size=12, lo=2, hi=8):
@@ -74,7 +77,7 @@ def test_ratio_of_a_known_variance_map(monkeypatch):
         return {"var": torch.from_numpy(np.repeat(var[None, :, :, None], 3, -1))}
 
     monkeypatch.setattr(pcf_gs.lift.model, "render_features", fake_render)
-    r = boundary_uncertainty((None, None, None, {"render": {"backend": "cpu", "eps2d": 0.3}}), scene)
+    r = boundary_uncertainty(FAKE_RUN, scene)
     assert r["boundary"] == pytest.approx(0.6) and r["interior"] == pytest.approx(0.2)
     assert r["ratio"] == pytest.approx(3.0)
     assert r["boundary_pixels"] == 2 * b.sum() and r["interior_pixels"] == 2 * i.sum()
@@ -97,7 +100,7 @@ def test_per_object_ratio_is_not_swamped_by_a_big_object(monkeypatch):
     scene = SimpleNamespace(split=lambda s: [frame], root="scene")
     monkeypatch.setattr(pcf_gs.lift.model, "render_features",
                         lambda *a, **kw: {"var": torch.from_numpy(np.repeat(var[None, :, :, None], 3, -1))})
-    r = boundary_uncertainty((None, None, None, {"render": {"backend": "cpu", "eps2d": 0.3}}), scene)
+    r = boundary_uncertainty(FAKE_RUN, scene)
     assert r["ratio"] < 1  # pooled over pixels the big object's interior wins
     assert r["objects"] == 3 and r["object_ratio_median"] == pytest.approx(2.0)
     assert r["objects_higher"] == pytest.approx(2 / 3)

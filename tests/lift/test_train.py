@@ -160,28 +160,25 @@ def test_opacity_reset_fires():
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.5, 1.0])
-def test_balanced_sampling_draws_thing_pixels_evenly_per_instance(tiny_mr, tmp_path, fraction):
+def test_balanced_sampling_draws_thing_pixels_evenly_per_instance(tiny_mr, fraction):
     from pcf_gs.config import Config
     from pcf_gs.data import load_scene
-    from pcf_gs.lift.trainer import Trainer
+    from pcf_gs.lift.batches import TrainViews, ViewSampler
 
     root, _ = tiny_mr
     cfg = Config()
-    cfg.model.init_points = 100
-    cfg.train.balanced_sampling = fraction
-    tr = Trainer(load_scene(root, cfg.data, progress=False), cfg, tmp_path / "run", torch.device("cpu"), progress=False)
+    views = TrainViews(load_scene(root, cfg.data, progress=False), torch.device("cpu"), cfg.train.cross_view_neighbours)
     i = 0
-    H, W = tr.inst.shape[1:]
-    tr.inst[i] = 0  # three instances of 1, 4*6 and 12*10 pixels
-    tr.inst[i, 0, 0] = 7
-    tr.inst[i, 2:6, 3:9] = 3
-    tr.inst[i, 10:22, 12:22] = 5
-    tr._index_thing_pixels()
-    lab_map = tr.inst[i].reshape(-1)
-    ids, sizes = torch.unique(lab_map[tr.thing_pixels[i]], return_counts=True)
+    views.inst[i] = 0  # three instances of 1, 4*6 and 12*10 pixels
+    views.inst[i, 0, 0] = 7
+    views.inst[i, 2:6, 3:9] = 3
+    views.inst[i, 10:22, 12:22] = 5
+    sampler = ViewSampler(views, cfg.seed, fraction)
+    lab_map = views.inst[i].reshape(-1)
+    ids, sizes = torch.unique(lab_map[sampler.thing_pixels[i]], return_counts=True)
     assert len(ids) >= 2 and sizes.min() < sizes.max()
     n = 20000
-    pix = tr._sample_pixels(i, n)
+    pix = sampler.sample_pixels(i, n)
     assert pix.shape == (n,)
     assert bool((lab_map[pix] > 0).all())  # only thing pixels
     freq = torch.stack([(lab_map[pix] == k).sum() for k in ids]).double() / n
@@ -191,3 +188,12 @@ def test_balanced_sampling_draws_thing_pixels_evenly_per_instance(tiny_mr, tmp_p
     h = n // 2
     f1 = torch.stack([(lab_map[pix[:h]] == k).sum() for k in ids]).double() / h
     assert torch.allclose(f1, expect, atol=0.03)
+
+
+def test_mcmc_needs_cuda():
+    from pcf_gs.config import TrainConfig
+    from pcf_gs.errors import UserError
+    from pcf_gs.lift.densify import Densifier
+
+    with pytest.raises(UserError, match="CUDA"):
+        Densifier(TrainConfig(strategy="mcmc"), torch.device("cpu"), scene_scale=1.0)

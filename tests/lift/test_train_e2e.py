@@ -4,7 +4,6 @@ separates objects whose 2D IDs differ from view to view."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import torch
 from pcf_gs.cli import main
 from pcf_gs.lift.pp_kernel import pairwise_pp_kernel
 from pcf_gs.lift.model import render_features
-from pcf_gs.lift.run import load_run
+from pcf_gs.lift.run import Run
 from pcf_gs.synth import SynthOptions, generate_scene
 
 
@@ -47,17 +46,17 @@ def test_embedding_separates_objects_across_views(trained):
     from pcf_gs.data import load_scene
 
     scene_dir, run = trained
-    params, spec, rec, _ = load_run(run)
+    trained_run = Run.load(run)
     scene = load_scene(scene_dir, progress=False)
     feats = {}
-    for i in rec["train_ids"]:
-        vm, K = torch.linalg.inv(rec["c2w"][i])[None], rec["K"][i][None]
+    for i in trained_run.train_ids:
+        vm, K = trained_run.view(i)
         with torch.no_grad():
-            f = render_features(params, spec, vm, K, rec["width"], rec["height"], slow=False)
+            f = render_features(trained_run.params, trained_run.spec, vm, K, trained_run.width, trained_run.height, slow=False)
         feats[i] = (f["mu"][0], f["var"][0])
     # objects seen (>= 30 GT pixels) in at least 3 training views
     seen: dict[int, list[int]] = {}
-    for i in rec["train_ids"]:
+    for i in trained_run.train_ids:
         ids, cnt = np.unique(scene.frames[i].gt_instances, return_counts=True)
         for o, c in zip(ids, cnt):
             if o > 0 and c >= 30:
@@ -83,10 +82,10 @@ def test_embedding_separates_objects_across_views(trained):
 def test_exported_object_renders_alone(trained, tmp_path):
     """Each exported object's PLY, rendered alone with the scene's own (world-frame) cameras,
     shows that object and (almost) nothing of its neighbours, judged where the object is not
-    hidden behind the ground-truth depth (:func:`pcf_gs.evaluation.evaluate.object_isolation`)."""
+    hidden behind the ground-truth depth (:func:`pcf_gs.evaluation.diagnostics.object_isolation`)."""
     from pcf_gs.config import DataConfig
     from pcf_gs.data import load_scene
-    from pcf_gs.evaluation.evaluate import object_isolation
+    from pcf_gs.evaluation.diagnostics import object_isolation
     from pcf_gs.splats.ply import read_ply
 
     scene_dir, run = trained

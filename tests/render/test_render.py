@@ -182,7 +182,6 @@ def test_fused_projection_matches_torch_projection():
         ang = torch.tensor(0.15 * c, dtype=torch.float64)
         ca, sa = torch.cos(ang), torch.sin(ang)
         vm[c, :3, :3] = torch.tensor([[ca, 0, sa], [0, 1, 0], [-sa, 0, ca]], dtype=torch.float64) @ vm[c, :3, :3]
-    g = torch.Generator().manual_seed(1)
     res = []
     for fn in (project_gaussians, project_gaussians_fused):
         ins = [t.clone().requires_grad_() for t in scene[:3]]

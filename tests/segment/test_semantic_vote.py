@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,7 +12,11 @@ import torch
 
 def two_blob_setup(labels_per_view):
     """Two opaque Gaussians left and right of a 16x8 camera looking down +z; one label map per view."""
-    from pcf_gs.segment.pipeline import gaussian_semantics_vote
+    from pcf_gs.config import Config
+    from pcf_gs.data.scene import ClassInfo, ClassTable, Normalization
+    from pcf_gs.lift.model import ModelSpec
+    from pcf_gs.lift.run import Run
+    from pcf_gs.segment.gaussian_labels import gaussian_semantics_vote
 
     params = {
         "means": torch.tensor([[-0.5, 0.0, 2.0], [0.5, 0.0, 2.0]]),
@@ -22,15 +27,17 @@ def two_blob_setup(labels_per_view):
     }
     W, H, V = 16, 8, len(labels_per_view)
     K = torch.tensor([[8.0, 0, 8], [0, 8.0, 4], [0, 0, 1]])
-    rec = {"c2w": torch.eye(4)[None].repeat(V, 1, 1), "K": K[None].repeat(V, 1, 1), "width": W, "height": H,
-           "train_ids": list(range(V))}
+    run = Run(params=params, spec=ModelSpec(num_classes=3), c2w=torch.eye(4)[None].repeat(V, 1, 1), K=K[None].repeat(V, 1, 1),
+              width=W, height=H, frames=[f"{v:03d}" for v in range(V)], train_ids=list(range(V)), test_ids=[],
+              normalization=Normalization(), classes=ClassTable([ClassInfo(c, f"class {c}", c > 0) for c in range(3)]), root=Path("."), format="synth",
+              config=Config())
     frames = []
     for left, right in labels_per_view:
         sem = np.zeros((H, W), np.int32)
         sem[:, :8], sem[:, 8:] = left, right
         frames.append(SimpleNamespace(semantics=sem, valid=None, confidence=None))
     scene = SimpleNamespace(classes=SimpleNamespace(num_classes=3), frames=frames)
-    return gaussian_semantics_vote(params, rec, scene, "cpu", 0.3)
+    return gaussian_semantics_vote(run, scene, "cpu", 0.3)
 
 
 def test_semantic_vote_is_a_multiview_majority():

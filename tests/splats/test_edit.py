@@ -7,7 +7,6 @@ behind three separated blobs (IDs 1, 2, 3), rendered with the CPU rasterizer.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np

@@ -10,7 +10,10 @@ import pytest
 
 from pcf_gs.synth import SynthOptions, generate_scene, parse_size
 from pcf_gs.synth import generator as gen
-from pcf_gs.synth import raycast, scene
+from pcf_gs.geometry import quat_to_rotmat
+from pcf_gs.synth import raycast
+from pcf_gs.synth.cameras import camera_rays
+from pcf_gs.synth.shading import render_view
 
 LABEL_DIRS = ("detic_semantic", "detic_instance", "detic_probabilities", "semantic", "instance")
 
@@ -193,7 +196,7 @@ def test_kubric_camera_round_trip_hits_the_raycast_pixel(scenes):
         jj = rng.integers(0, W, 40)
         ii = rng.integers(0, H, 40)
         # ray through pixel centres with the *internal* renderer camera
-        o, d = scene.camera_rays(K_int, c2w_int[i], W, H)
+        o, d = camera_rays(K_int, c2w_int[i], W, H)
         idx = ii * W + jj
         h = raycast.trace(o, d[idx], sc.prims, sc.room.lo, sc.room.hi)
         assert (np.where(h.id >= 0, h.id + 1, 0) == gt[ii, jj]).all()
@@ -202,7 +205,7 @@ def test_kubric_camera_round_trip_hits_the_raycast_pixel(scenes):
         assert np.allclose(z, h.t, atol=1e-9)  # depth is z-depth
         # Blender convention directly: camera looks down -z, y up
         q = np.array(meta["camera"]["quaternions"][i])
-        Rb = scene.quat_to_rotmat(q)
+        Rb = quat_to_rotmat(q)
         dlt = h.position - np.array(meta["camera"]["positions"][i])
         depth = -(dlt @ Rb[:, 2])
         fx_n = meta["camera"]["K"][0][0]
@@ -285,7 +288,7 @@ def test_camera_paths_see_objects(path):
     sc, K, c2w = gen.build(opts)
     seen = []
     for i in range(opts.frames):
-        v = scene.render_view(sc, K, c2w[i], 24, 24, supersample=1)
+        v = render_view(sc, K, c2w[i], 24, 24, supersample=1)
         seen.append((v["instance"] > 0).mean())
     assert np.mean(seen) > 0.05
     if path != "random":  # smooth paths: consecutive positions are close

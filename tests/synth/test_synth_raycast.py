@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pcf_gs.synth import raycast, scene
+from pcf_gs.geometry import random_rotation
+from pcf_gs.synth import raycast
 
 
 def one_object(shape_id: int, rng: np.random.Generator) -> raycast.Primitives:
-    R = scene.random_rotation(rng)
+    R = random_rotation(rng)
     s = rng.uniform(0.3, 1.5, 3)
     if shape_id in (2, 3, 4, 5):
         s[1] = s[0]

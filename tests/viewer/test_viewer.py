@@ -16,18 +16,20 @@ from plyfile import PlyData, PlyElement
 
 from pcf_gs.cli import main
 from pcf_gs.errors import UserError
-from pcf_gs.lift.model import rgb_to_sh0
-from pcf_gs.splats.ply import Splats, read_ply, write_ply
-from pcf_gs.viewer.app import RenderExecutor, ViewerApp, _ClientLoop
+from pcf_gs.geometry import quat_to_rotmat
+from pcf_gs.render.sh import rgb_to_sh0
+from pcf_gs.splats.ply import Splats, read_ply
+from pcf_gs.viewer.app import ViewerApp
 from pcf_gs.viewer.export import export_view
+from pcf_gs.viewer.live import LiveTrainingViewer
 from pcf_gs.viewer.render import (
     AdaptiveResolution,
     Camera,
     DisplayState,
     ViewRenderer,
     available_modes,
-    quat_wxyz_to_rotmat,
 )
+from pcf_gs.viewer.render_loop import ClientLoop, RenderExecutor
 from pcf_gs.viewer.target import CameraPreset, ViewScene, load_target, objects_table
 
 W, H = 64, 48
@@ -200,7 +202,7 @@ def test_frustum_culling_keeps_what_reaches_the_image(renderer):
 
 
 def test_camera_conventions():
-    assert np.allclose(quat_wxyz_to_rotmat([1, 0, 0, 0]), np.eye(3))
+    assert np.allclose(quat_to_rotmat([1, 0, 0, 0]), np.eye(3))
     # 90 degrees about y: the camera's z (forward) points along world +x
     c = Camera.from_wxyz_position([math.cos(math.pi / 4), 0, math.sin(math.pi / 4), 0], [1, 2, 3], FOV)
     assert np.allclose(c.c2w[:3, 2], [1, 0, 0], atol=1e-9) and np.allclose(c.c2w[:3, 3], [1, 2, 3])
@@ -384,7 +386,7 @@ def app():
 
 def test_render_errors_are_shown_and_the_server_goes_on(app, monkeypatch):
     client = _FakeClient()
-    loop = _ClientLoop(app, client)
+    loop = ClientLoop(app, client)
     client.camera.callbacks[0](client.camera)  # a camera message arrives
     loop._tick()
     assert len(client.images) == 1 and client.images[0].shape[2] == 3
@@ -441,7 +443,6 @@ def test_live_viewer_follows_training(tiny_mr, tmp_path):
     from tests.lift.test_train import FAST
 
     from pcf_gs.lift.trainer import run_training
-    from pcf_gs.viewer.app import LiveTrainingViewer
 
     root, _ = tiny_mr
     live = LiveTrainingViewer(port=0, update_seconds=0.0)

@@ -1,6 +1,8 @@
 """Screenshot of the viewer in headless Chromium (the README's picture), with the test's tooling.
 
-    python tools/viewer_screenshot.py demo_out --out docs/viewer.png [--mode instance] [--overlay] [--select]
+    python -m tests.viewer.screenshot demo_out --out docs/viewer.png [--mode instance] [--overlay] [--select]
+
+Run from the repository root (``tests`` is not installed with the package).
 
 Starts ``pcf-gs view TARGET`` on a free port, opens it in Debian's Chromium
 (:mod:`tests.viewer.browser`), waits for the streamed image, optionally turns
@@ -12,14 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.viewer.browser import ViewerPage, classify_object_pixels, interior_point, start_viewer  # noqa: E402
+from tests.viewer.browser import ViewerPage, classify_object_pixels, interior_point, start_viewer
 
 
 def object_colors(target: Path) -> dict[int, tuple[int, int, int]]:

@@ -1,0 +1,145 @@
+"""The training loop: steps up to ``train.iterations`` with metrics, checkpoints, Ctrl-C and a progress bar.
+
+RUN/metrics.jsonl gets one JSON record every ``train.log_every`` steps (loss
+terms, #Gaussians, held-out PSNR in dB, wall-clock seconds) and one per
+skipped non-finite step; RUN/checkpoint.pt is written every
+``train.checkpoint_every`` steps, at the end, and on Ctrl-C (which finishes
+the current step first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from pcf_gs.lift.checkpoint import CHECKPOINT_NAME
+from pcf_gs.progress import progress_bar
+
+if TYPE_CHECKING:
+    from pcf_gs.lift.trainer import Trainer
+
+log = logging.getLogger("pcf_gs")
+
+METRICS_NAME = "metrics.jsonl"
+RATE_WINDOW = 50  # the bar's it/s is over the last 50 steps
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def fit(tr: Trainer) -> dict:
+    """Train ``tr`` from ``tr.step`` to the end. Returns steps, num_gaussians, the last step's loss terms
+    and the seconds taken. Raises KeyboardInterrupt (after saving) and TrainingDiverged (checkpoint kept)."""
+    tc = tr.cfg.train
+    write_metrics = _metrics_log(tr.run_dir / METRICS_NAME, tr.step)
+    nonfinite = 0
+    t0 = time.time()
+    last: dict[str, float] = {}
+    step_times: deque[float] = deque(maxlen=RATE_WINDOW)
+    bar = progress_bar("train", tc.iterations, tr.progress, completed=tr.step, rate=True, info=True)
+    with _stop_on_sigint() as stop_requested:
+        try:
+            with bar as show, write_metrics as write:
+                while tr.step < tc.iterations:
+                    if stop_requested():
+                        raise KeyboardInterrupt
+                    ts = time.time()
+                    step = tr.step
+                    terms = tr.train_step(step)
+                    if terms.get("nonfinite"):
+                        nonfinite += 1
+                        write({"step": step, "nonfinite": True})
+                        _check_divergence(tr, step, nonfinite)
+                        tr.step += 1
+                        continue
+                    nonfinite = 0
+                    tr.step += 1
+                    last = terms
+                    step_times.append(time.time() - ts)
+                    if tr.step % tc.log_every == 0 or tr.step == tc.iterations:
+                        write(_record(tr, terms, t0))
+                    if tr.step % tc.checkpoint_every == 0 and tr.step < tc.iterations:
+                        tr.save()
+                    rate = len(step_times) / max(sum(step_times), 1e-9)
+                    show(completed=tr.step, rate=f"{rate:.1f}", info=f"loss {terms['total']:.4f}  #G {len(tr.params['means'])}")
+                    if tr.on_step is not None:
+                        tr.on_step(tr)
+            tr.save()
+        except KeyboardInterrupt:
+            tr.save()
+            raise
+    return {"steps": tr.step, "num_gaussians": len(tr.params["means"]), "last": last, "seconds": time.time() - t0}
+
+
+def _record(tr: Trainer, terms: dict[str, float], t0: float) -> dict:
+    """The metrics line after a step: its loss terms, #Gaussians, held-out PSNR (dB), seconds since ``t0``."""
+    rec = {"step": tr.step, **{k: round(v, 6) for k, v in terms.items()}}
+    rec["num_gaussians"] = len(tr.params["means"])
+    rec["psnr_heldout"] = round(tr.eval_psnr(), 4)
+    rec["elapsed_s"] = round(time.time() - t0, 2)
+    return rec
+
+
+def _check_divergence(tr: Trainer, step: int, nonfinite: int) -> None:
+    """A non-finite step is skipped; ``train.max_nonfinite_steps`` of them in a row end the run."""
+    log.warning("step %d: non-finite loss, step skipped", step)
+    if nonfinite >= tr.cfg.train.max_nonfinite_steps:
+        raise TrainingDiverged(
+            f"training diverged: non-finite loss for {nonfinite} consecutive steps at step {step}; "
+            f"the last good checkpoint is {tr.run_dir / CHECKPOINT_NAME}"
+        )
+
+
+@contextlib.contextmanager
+def _metrics_log(path: Path, step: int) -> Iterator[Callable[[dict], None]]:
+    """Yield ``write(record)`` appending to ``path``, flushed per line; on resume, first drop the lines
+    written after the checkpoint's ``step`` (they are trained again)."""
+    _truncate_metrics(path, step)
+    with open(path, "a") as f:
+
+        def write(rec: dict) -> None:
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+
+        yield write
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue
+    path.write_text("".join(k + "\n" for k in keep))
+
+
+@contextlib.contextmanager
+def _stop_on_sigint() -> Iterator[Callable[[], bool]]:
+    """While inside, Ctrl-C only sets a flag (yielded as ``stop_requested()``), so the loop finishes the
+    step and saves; the previous handler comes back on exit. Outside the main thread nothing changes."""
+    stop = [False]
+    prev = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        stop[0] = True
+
+    try:
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not in the main thread
+        prev = None
+    try:
+        yield lambda: stop[0]
+    finally:
+        if prev is not None:
+            signal.signal(signal.SIGINT, prev)

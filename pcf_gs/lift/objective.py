@@ -1,0 +1,107 @@
+"""The loss of one training step, stage by stage.
+
+  L = L_app + w_sem L_sem
+      + [step >= warmup]        (w_con L_contra + w_conc L_concen + w_reg L_reg)
+      + [step >= cross_start]   w_cross L_cross
+
+with the terms of :mod:`pcf_gs.lift.losses` (PCF-Lift Eqs. 2-6). Terms are
+added in this order (float sums are not associative, and CPU runs are
+compared bit for bit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pcf_gs.config import Config
+from pcf_gs.lift import losses
+from pcf_gs.lift.batches import TrainViews, ViewSampler
+from pcf_gs.lift.model import ModelSpec, render_features, render_rgb
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Which parts of the loss are on at a step, and the SH degree rendered."""
+
+    instance: bool  # the PCF instance losses (and the slow embeddings); after the warm-up
+    cross_view: bool  # a second, neighbouring view and the cross-view loss
+    sh_degree: int
+
+    @classmethod
+    def at(cls, step: int, cfg: Config, spec: ModelSpec, num_views: int) -> "Stage":
+        tc = cfg.train
+        return cls(
+            instance=step >= tc.warmup_iterations,
+            cross_view=step >= tc.cross_view_start and num_views > 1,
+            sh_degree=min(step // max(tc.sh_increase_every, 1), spec.sh_degree),
+        )
+
+
+def step_losses(
+    params, spec: ModelSpec, cfg: Config, views: TrainViews, sampler: ViewSampler, step: int
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Loss terms of one step (scalars; ``total`` included, ``cross_mined`` a statistic) and the colour
+    render's meta (for densification). Draws the step's views and pixels from ``sampler``."""
+    tc, rc = cfg.train, cfg.render
+    stage = Stage.at(step, cfg, spec, len(views))
+    ids = sampler.step_views(stage.cross_view)
+    idx = torch.tensor(ids, device=views.device)
+    vm, Ks = views.viewmats[idx], views.Ks[idx]
+    rgb, _, _, meta = render_rgb(params, vm, Ks, views.W, views.H, stage.sh_degree, backend=rc.backend, eps2d=rc.eps2d)
+    gt = views.images[idx].float() / 255.0
+    valid = views.valid[idx]
+    out: dict[str, torch.Tensor] = {}
+    vm3 = valid[..., None].float()
+    out["appearance"] = sum(
+        losses.appearance_loss(rgb[c] * vm3[c], gt[c] * vm3[c], tc.ssim_lambda) for c in range(len(ids))
+    ) / len(ids)
+    feats = render_features(
+        params, spec, vm, Ks, views.W, views.H,
+        detach_geometry=tc.detach_geometry, backend=rc.backend, slow=stage.instance, eps2d=rc.eps2d,
+    )
+    sem_logits = feats["semantics"][valid]
+    conf = views.conf[idx][valid]
+    out["semantic"] = losses.semantic_loss(sem_logits, views.sem[idx][valid], conf)
+    total = out["appearance"] + tc.w_semantic * out["semantic"]
+    if stage.instance:
+        total = _add_instance_terms(out, total, feats, ids, spec, cfg, views, sampler, stage.cross_view)
+    out["total"] = total
+    return out, meta
+
+
+def _add_instance_terms(out, total, feats, ids, spec, cfg, views, sampler, cross_view) -> torch.Tensor:
+    """Put the instance terms of rendered cameras ``ids`` into ``out``; return ``total`` plus them.
+
+    Per camera, n thing pixels: the first half's fast embeddings are compared with the second half's
+    slow ones (contrastive, concentration). Cross-view: the two cameras' per-instance centroids."""
+    tc, d = cfg.train, spec.embed_dim
+    con, conc, reg, cents = [], [], [], []
+    for c, i in enumerate(ids):
+        pix = sampler.sample_pixels(i, tc.pixels_per_view)
+        if len(pix) < 4:
+            continue
+        mu = feats["mu"][c].reshape(-1, d)[pix]
+        var = feats["var"][c].reshape(-1, d)[pix]
+        mus = feats["mu_slow"][c].reshape(-1, d)[pix]
+        vars_ = feats["var_slow"][c].reshape(-1, d)[pix]
+        lab = views.inst[i].reshape(-1)[pix]
+        cf = views.conf[i].reshape(-1)[pix]
+        h = len(pix) // 2
+        con.append(losses.pixel_contrastive_loss(mu[:h], var[:h], lab[:h], mus[h:], vars_[h:], lab[h:], tc.temperature))
+        conc.append(losses.concentration_loss(mu[:h], var[:h], lab[:h], mus[h:], vars_[h:], lab[h:], cf[:h]))
+        if spec.embedding == "probabilistic":
+            reg.append(losses.variance_regularizer(var))
+        cents.append(losses.view_centroids(mu, var, lab, min_pixels=cfg.segment.min_pixels))
+    if con:
+        out["contrastive"] = torch.stack(con).mean()
+        out["concentration"] = torch.stack(conc).mean()
+        total = total + tc.w_contrastive * out["contrastive"] + tc.w_concentration * out["concentration"]
+    if reg:
+        out["var_reg"] = torch.stack(reg).mean()
+        total = total + tc.w_reg * out["var_reg"]
+    if cross_view and len(cents) == 2:
+        out["cross_view"], out["cross_mined"] = losses.cross_view_loss(*cents[0], *cents[1], tau=tc.tau)
+        total = total + tc.w_cross * out["cross_view"]
+    return total
