@@ -26,7 +26,7 @@ pcf-gs -q train scene --out run "${TINY[@]}"
 pcf-gs -q segment run --out seg --export-ply
 pcf-gs -q eval run --data scene --pred seg
 pcf-gs -q render run --out renders
-pcf-gs -q edit seg/scene_labeled.ply --out edited.ply --box -1,-1,-1,1,1,1 \
+pcf-gs -q edit seg/scene_labeled.ply --out edited.ply --box=-1,-1,-1,1,1,1 \
   --remove "$(python -c 'import json;print(json.load(open("seg/objects.json"))["objects"][0]["id"])' 2>/dev/null || echo box)"
 pcf-gs -q demo --out demo "${TINY[@]:2}" --set data.max_size=32
 test -f demo/segment/metrics.json
