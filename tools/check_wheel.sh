@@ -15,20 +15,20 @@ trap 'rm -rf "$WORK"' EXIT
 
 cd "$WORK"  # nothing of the checkout is reachable from here
 export PATH="$WORK/venv/bin:$PATH"
-TINY=(--config cpu_fast --device cpu --set train.iterations=40 --set train.warmup_iterations=10
+TINY=(--config cpu_fast --set train.iterations=40 --set train.warmup_iterations=10
       --set train.cross_view_start=30 --set train.densify_from=10 --set train.densify_until=30
       --set model.init_points=500 --set train.log_every=10)
 set -x
 pcf-gs --version
 pcf-gs -q synth scene --objects 4 --frames 8 --size 32 --seed 1
 pcf-gs -q info scene
-pcf-gs -q train scene --out run "${TINY[@]}"
+pcf-gs -q train scene --out run --device cpu "${TINY[@]}"
 pcf-gs -q segment run --out seg --export-ply
 pcf-gs -q eval run --data scene --pred seg
 pcf-gs -q render run --out renders
 pcf-gs -q edit seg/scene_labeled.ply --out edited.ply --box=-1,-1,-1,1,1,1 \
   --remove "$(python -c 'import json;print(json.load(open("seg/objects.json"))["objects"][0]["id"])' 2>/dev/null || echo box)"
-pcf-gs -q demo --out demo "${TINY[@]:2}" --set data.max_size=32
+pcf-gs -q demo --out demo "${TINY[@]}" --set data.max_size=32
 test -f demo/segment/metrics.json
 set +x
 echo "wheel check: the installed wheel ran synth, info, train, segment, eval, render, edit and demo outside the checkout"
