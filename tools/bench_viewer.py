@@ -71,7 +71,7 @@ def orbit(camera, angle: float):
     """The camera turned by ``angle`` radians about the vertical axis through the scene centre (z = 5)."""
     import numpy as np
 
-    from pcf_gs.viewer.render import Camera
+    from pcf_gs.viewer.view_renderer import Camera
 
     c, s = math.cos(angle), math.sin(angle)
     R = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
@@ -85,7 +85,7 @@ def orbit(camera, angle: float):
 def bench(n: int, sizes: list[int], reps: int) -> list[dict]:
     import torch
 
-    from pcf_gs.viewer.render import AdaptiveResolution, Camera, DisplayState, ViewRenderer
+    from pcf_gs.viewer.view_renderer import AdaptiveResolution, Camera, DisplayState, ViewRenderer
 
     t = time.perf_counter()
     scene = make_scene(n)

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from pcf_gs.viewer.render import MODE_LABELS, Camera, DisplayState, ViewRenderer, available_modes
+from pcf_gs.viewer.view_renderer import MODE_LABELS, Camera, DisplayState, ViewRenderer, available_modes
 from pcf_gs.viewer.render_loop import ClientLoop, RenderExecutor
 from pcf_gs.viewer.target import STUFF, CameraPreset, ViewScene
 
@@ -375,7 +375,7 @@ def serve(target: str | Path, host: str = "127.0.0.1", port: int = 8080, *, mode
           wait: bool = True, on_ready: Callable[[ViewerApp], None] | None = None) -> ViewerApp:
     """`pcf-gs view`: load TARGET, start the server, print the URL, serve until Ctrl-C."""
     from pcf_gs.viewer.target import load_target
-    from pcf_gs.viewer.render import mode_unavailable_reason
+    from pcf_gs.viewer.view_renderer import mode_unavailable_reason
     from pcf_gs.errors import UserError
 
     scene = load_target(target)

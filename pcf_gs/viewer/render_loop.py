@@ -18,7 +18,7 @@ import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Callable, TypeVar
 
-from pcf_gs.viewer.render import AdaptiveResolution, Camera
+from pcf_gs.viewer.view_renderer import AdaptiveResolution, Camera
 
 if TYPE_CHECKING:
     from pcf_gs.viewer.app import ViewerApp

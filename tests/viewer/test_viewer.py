@@ -22,7 +22,7 @@ from pcf_gs.splats.ply import Splats, read_ply
 from pcf_gs.viewer.app import ViewerApp
 from pcf_gs.viewer.export import export_view
 from pcf_gs.viewer.live import LiveTrainingViewer
-from pcf_gs.viewer.render import (
+from pcf_gs.viewer.view_renderer import (
     AdaptiveResolution,
     Camera,
     DisplayState,
