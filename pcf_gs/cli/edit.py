@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     add("rotate", "ID=ax,ay,az,deg", "rotate about the object's centre by deg degrees about axis (ax,ay,az)")
     add("scale", "ID=s", "scale about the object's centre by s > 0")
     add("duplicate", "ID=dx,dy,dz", "add a copy moved by an offset; the copy gets a new ID (max + 1)")
-    add("box", "X0,Y0,Z0,X1,Y1,Z1", "axis-aligned box that the target 'box' stands for in later edits")
+    add("box", "X0,Y0,Z0,X1,Y1,Z1", "axis-aligned box that the target 'box' stands for in later edits (write --box=-1,... when the first value is negative)")
     add("script", "EDITS.yaml", "edits from a YAML file, applied here in order (format: docs/editing.md)")
     p.add_argument("--objects", metavar="JSON", help="objects table of IN (default: <IN stem>.objects.json or objects.json beside IN)")
     p.add_argument("--overwrite", action="store_true", help="allow OUT to be IN (replaced atomically)")

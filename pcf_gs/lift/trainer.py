@@ -34,7 +34,7 @@ from pcf_gs.lift import losses
 from pcf_gs.lift.objective import step_losses
 from pcf_gs.lift.run import scene_record
 
-__all__ = ["LR_KEYS", "Trainer", "TrainingDiverged", "resolve_device", "run_training", "scene_record"]
+__all__ = ["LR_KEYS", "Trainer", "TrainingDiverged", "resolve_device", "run_training"]
 
 log = logging.getLogger("pcf_gs")
 
