@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 
 from pcf_gs.lift.pp_kernel import activate_var
-from pcf_gs.render import sh
-from pcf_gs.render.sh import rgb_to_sh0, sh0_to_rgb
+from pcf_gs import sh
+from pcf_gs.sh import rgb_to_sh0, sh0_to_rgb
 
 FEATURE_KEYS = ("semantics", "inst_mu", "inst_var", "inst_mu_slow", "inst_var_slow")
 

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from pcf_gs.render.constants import TILE
 from pcf_gs.render.projection import project_gaussians, project_gaussians_fused
-from pcf_gs.render.sh import sh_colors
+from pcf_gs.sh import sh_colors
 
 _MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
 

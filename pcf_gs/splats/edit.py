@@ -48,7 +48,7 @@ import numpy as np
 
 from pcf_gs.errors import UserError
 from pcf_gs.geometry import axis_angle_to_rotmat, quat_multiply, rotmat_to_quat
-from pcf_gs.render.sh import rgb_to_sh0, sh0_to_rgb
+from pcf_gs.sh import rgb_to_sh0, sh0_to_rgb
 from pcf_gs.splats.ply import Splats
 
 # --------------------------------------------------------------------------- #

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pcf_gs.render.sh import rgb_to_sh0
+from pcf_gs.sh import rgb_to_sh0
 from pcf_gs.splats.export import _safe
 from pcf_gs.splats.ply import Splats, write_ply
 from pcf_gs.viewer.view_renderer import DisplayState

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from pcf_gs.geometry import quat_to_rotmat
-from pcf_gs.render.sh import sh0_to_rgb, sh_to_rgb
+from pcf_gs.render.cpu_sh import sh_to_rgb
+from pcf_gs.sh import sh0_to_rgb
 from pcf_gs.splats.export import distinct_colors
 from pcf_gs.viewer.target import STUFF, ViewScene
 

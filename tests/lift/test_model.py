@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from pcf_gs.lift.model import ModelSpec, ema_update_slow, init_params, sh_colors
-from pcf_gs.render.sh import C0, rgb_to_sh0
+from pcf_gs.sh import C0, rgb_to_sh0
 
 
 def test_init_params_shapes_and_values():

@@ -592,3 +592,13 @@ def test_render_ply_and_edit_demo_tool_on_a_tiny_run(tiny_mr, tmp_path, capsys):
     capsys.readouterr()
     assert main(["-q", "render", str(run), "--ply", str(tmp_path / "nope.ply"), "--out", str(tmp_path / "r2")]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_edit_does_not_load_torch_or_numba():
+    """`pcf-gs edit` works on numpy arrays: importing it must not pay for torch or numba (~2 s)."""
+    import subprocess
+    import sys
+
+    code = "import sys, pcf_gs.splats.edit_script; print('torch' in sys.modules, 'numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]

@@ -17,7 +17,7 @@ from plyfile import PlyData, PlyElement
 from pcf_gs.cli import main
 from pcf_gs.errors import UserError
 from pcf_gs.geometry import quat_to_rotmat
-from pcf_gs.render.sh import rgb_to_sh0
+from pcf_gs.sh import rgb_to_sh0
 from pcf_gs.splats.ply import Splats, read_ply
 from pcf_gs.viewer.app import ViewerApp
 from pcf_gs.viewer.export import export_view
@@ -176,7 +176,7 @@ def test_modes_that_need_labels_are_explained():
 def test_fused_sh_matches_gsplat(degree):
     from gsplat.cuda._torch_impl import _spherical_harmonics
 
-    from pcf_gs.render.sh import sh_to_rgb
+    from pcf_gs.render.cpu_sh import sh_to_rgb
 
     g = torch.Generator().manual_seed(degree)
     means = torch.randn(500, 3, generator=g)
