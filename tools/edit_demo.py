@@ -36,17 +36,16 @@ import numpy as np
 import torch
 from scipy.ndimage import binary_dilation
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from pcf_gs.atomic import atomic_path, write_json_atomic
+from pcf_gs.lift.model import activated_geometry, render_rgb
+from pcf_gs.lift.run import Run
+from pcf_gs.render import rasterize
+from pcf_gs.splats import edit as E
+from pcf_gs.splats.edit_script import parse_ops, run_edit
+from pcf_gs.splats.export import splats_to_params
+from pcf_gs.splats.ply import Splats, read_ply
 
-from pcf_gs.splats import edit as E  # noqa: E402
-from pcf_gs.splats.edit_script import parse_ops, run_edit  # noqa: E402
-from pcf_gs.atomic import atomic_path, write_json_atomic  # noqa: E402
-from pcf_gs.lift.model import activated_geometry, render_rgb  # noqa: E402
-from pcf_gs.splats.ply import Splats, read_ply  # noqa: E402
-from pcf_gs.render import rasterize  # noqa: E402
-from pcf_gs.lift.run import Run  # noqa: E402
-from pcf_gs.splats.export import splats_to_params  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent  # the default --out is the checkout's docs/
 
 
 class Views:
