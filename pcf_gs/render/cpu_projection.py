@@ -95,6 +95,17 @@ def _jac(px, py, pz, fx, fy, lims):
     return fx * rz, -fx * tx * rz2, fy * rz, -fy * ty * rz2, tx, ty
 
 
+@njit(inline="always")
+def _cov2d(cc, j00, j02, j11, j12, eps2d):
+    """2D covariance J cc J^T + eps2d I (entries c00, c11, c01) and its determinant, for the
+    camera-space covariance cc (9-tuple, row-major) and the Jacobian rows (j00, 0, j02), (0, j11, j12).
+    The forward and the backward both need it (the backward recomputes rather than stores it)."""
+    c00 = j00 * j00 * cc[0] + 2 * j00 * j02 * cc[2] + j02 * j02 * cc[8] + eps2d
+    c11 = j11 * j11 * cc[4] + 2 * j11 * j12 * cc[5] + j12 * j12 * cc[8] + eps2d
+    c01 = j00 * j11 * cc[1] + j00 * j12 * cc[2] + j02 * j11 * cc[5] + j02 * j12 * cc[8]
+    return c00, c11, c01, c00 * c11 - c01 * c01
+
+
 @njit
 def _project_one(g, means, quats, scales, opac, viewmats, Ks, width, height, eps2d, near, far,
                  radii, m2d, depths, conics):
@@ -108,10 +119,7 @@ def _project_one(g, means, quats, scales, opac, viewmats, Ks, width, height, eps
             continue
         cc = _mm(_mm(Wr, cov), _tr(Wr))
         j00, j02, j11, j12, tx, ty = _jac(px, py, pz, fx, fy, lims)
-        c00 = j00 * j00 * cc[0] + 2 * j00 * j02 * cc[2] + j02 * j02 * cc[8] + eps2d
-        c11 = j11 * j11 * cc[4] + 2 * j11 * j12 * cc[5] + j12 * j12 * cc[8] + eps2d
-        c01 = j00 * j11 * cc[1] + j00 * j12 * cc[2] + j02 * j11 * cc[5] + j02 * j12 * cc[8]
-        det = c00 * c11 - c01 * c01
+        c00, c11, c01, det = _cov2d(cc, j00, j02, j11, j12, eps2d)
         if det <= 0.0 or o < ALPHA_THRESHOLD:
             continue
         ext = min(3.33, math.sqrt(2.0 * math.log(o * 255.0)))
@@ -173,10 +181,7 @@ def _project_one_bwd(g, means, quats, scales, viewmats, Ks, width, height, eps2d
         Wr, px, py, pz, fx, fy, cx, cy, lims = _cam(viewmats, Ks, ci, means, g, width, height)
         cc = _mm(_mm(Wr, cov), _tr(Wr))
         j00, j02, j11, j12, tx, ty = _jac(px, py, pz, fx, fy, lims)
-        c00 = j00 * j00 * cc[0] + 2 * j00 * j02 * cc[2] + j02 * j02 * cc[8] + eps2d
-        c11 = j11 * j11 * cc[4] + 2 * j11 * j12 * cc[5] + j12 * j12 * cc[8] + eps2d
-        c01 = j00 * j11 * cc[1] + j00 * j12 * cc[2] + j02 * j11 * cc[5] + j02 * j12 * cc[8]
-        det = c00 * c11 - c01 * c01
+        c00, c11, c01, det = _cov2d(cc, j00, j02, j11, j12, eps2d)
         q00 = c11 / det
         q01 = -c01 / det
         q11 = c00 / det
