@@ -33,13 +33,18 @@ from pcf_gs.atomic import write_text_atomic
 class DataConfig:
     """How a scene folder is read."""
 
-    format: Literal["auto", "messy_rooms"] = "auto"
+    format: Literal["auto", "messy_rooms", "colmap", "nerfstudio", "panoptic_lifting"] = "auto"
     downscale: int = 1
     """Integer factor images are shrunk by on load (label maps: nearest)."""
     max_size: int = 0
     """If > 0, further shrink so the longer image side is at most this (pixels)."""
     test_fraction: float = 0.2
-    """Fraction of frames (the last ones) held out when the format has no split file."""
+    """Messy Rooms: fraction of frames (the last ones) held out (layouts with a split file use it)."""
+    test_every: int = 8
+    """COLMAP / nerfstudio: every n-th image (by name: 0, n, 2n, ...) is a test view, as in gsplat and
+    3DGS; 0 = no test views. A nerfstudio split list in transforms.json wins."""
+    skip_missing: bool = False
+    """COLMAP / nerfstudio: train without images that the poses list but the disk lacks (else an error)."""
     normalize: bool = True
     """Centre and scale the scene so cameras fit in a unit sphere; recorded to undo on export."""
     load_ground_truth: bool = True

@@ -20,8 +20,13 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=["auto", "messy_rooms"], help="scene layout (default: detect)")
-    p.add_argument("--downscale", type=int, help="shrink images by this integer factor on load")
+    from pcf_gs.data.detect import LAYOUTS
+
+    p.add_argument("--format", choices=["auto", *LAYOUTS], help="scene layout (default: detect)")
+    p.add_argument("--downscale", type=int, help="shrink images by this integer factor on load (COLMAP/nerfstudio: "
+                   "images_N/ is used when it exists)")
+    p.add_argument("--skip-missing", action="store_true", default=None,
+                   help="COLMAP/nerfstudio: train without images the poses list but the disk lacks (default: error)")
 
 
 def add_server_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -39,6 +44,8 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
         if args.downscale < 1:
             raise UserError(f"--downscale must be >= 1, got {args.downscale}")
         out.append(f"data.downscale={args.downscale}")
+    if getattr(args, "skip_missing", None):
+        out.append("data.skip_missing=true")
     if getattr(args, "device", None):
         out.append(f"device={args.device}")
     return out

@@ -34,12 +34,15 @@ def _flag_type(tp):
 def add_parser(sub) -> None:
     from pcf_gs.synth import SynthOptions
 
-    p = sub.add_parser("synth", help="generate a synthetic scene with exact ground truth (Messy Rooms layout)")
+    p = sub.add_parser("synth", help="generate a synthetic scene with exact ground truth (Messy Rooms, COLMAP or nerfstudio layout)")
     p.set_defaults(func=run)
     p.add_argument("out", metavar="OUT", help="output scene folder (Messy Rooms layout)")
     p.add_argument("--size", default=None, metavar="S|WxH", help="image size in pixels (square S, or WxH)")
     p.add_argument("--seed", type=int, default=None, help="random seed (the scene is deterministic per seed)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--layout", choices=["mos", "colmap", "colmap-text", "nerfstudio"], default="mos",
+                   help="mos: Messy Rooms (default); colmap / colmap-text: images/ + sparse/0 (binary / text); "
+                        "nerfstudio: transforms.json; the capture layouts hold the predictions as COCO panoptic")
     defaults = SynthOptions()
     for f, annotation in typed_fields(SynthOptions):
         if f.name in _SPECIAL or f.name.startswith("_"):
@@ -79,6 +82,16 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise UserError("exists and is not empty (use --overwrite to replace it)", out)
-    summary = generate_scene(out, opts, progress=not args.quiet, overwrite=args.overwrite)
+    if args.layout == "mos":
+        summary = generate_scene(out, opts, progress=not args.quiet, overwrite=args.overwrite)
+    else:
+        import tempfile
+
+        from pcf_gs.synth.layouts import write_layout
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.mos-") as tmp:
+            summary = generate_scene(Path(tmp) / "scene", opts, progress=not args.quiet)
+            write_layout(Path(tmp) / "scene", out, args.layout, overwrite=args.overwrite)
     Console().print(f"[green]wrote[/green] {out}: {summary}")
     return 0

@@ -1,22 +1,37 @@
-"""Format detection and the one entry point that loads any supported scene folder."""
+"""Layout detection and the one entry point that loads any supported scene folder.
+
+Each layout is one module with ``is_<layout>(root)`` and ``load_<layout>(root, cfg, progress)``:
+
+- ``messy_rooms``       color/ + metadata.json (Contrastive Lift's Messy Rooms, our synthetic scenes)
+- ``panoptic_lifting``  Panoptic Lifting's ScanNet / Replica / Hypersim scenes
+- ``colmap``            images/ + sparse/0/ (or sparse/) cameras, images, points3D
+- ``nerfstudio``        transforms.json
+"""
 
 from __future__ import annotations
 
+import importlib
+import logging
 from pathlib import Path
 
 from pcf_gs.config import DataConfig
-from pcf_gs.data.messy_rooms import is_messy_rooms, load_messy_rooms
 from pcf_gs.data.scene import Scene
 from pcf_gs.errors import DataError
 
-LOADERS = {"messy_rooms": load_messy_rooms}
+log = logging.getLogger("pcf_gs")
 
-# Layouts we recognise but cannot read yet: (name, test, hint).
-_PLANNED = [
-    ("panoptic_lifting", lambda r: (r / "pose").is_dir() and (r / "color").is_dir(), "Panoptic Lifting (pose/, color/)"),
-    ("colmap", lambda r: (r / "sparse").is_dir(), "COLMAP (sparse/0/)"),
-    ("nerfstudio", lambda r: (r / "transforms.json").is_file(), "nerfstudio (transforms.json)"),
-]
+# detection order: the first layout whose test passes is used
+LAYOUTS = ("messy_rooms", "panoptic_lifting", "colmap", "nerfstudio")
+DESCRIPTIONS = {
+    "messy_rooms": "Messy Rooms (color/ + metadata.json)",
+    "panoptic_lifting": "Panoptic Lifting (color/ + pose/ + intrinsic/)",
+    "colmap": "COLMAP (images/ + sparse/0/)",
+    "nerfstudio": "nerfstudio (transforms.json)",
+}
+
+
+def _module(name: str):
+    return importlib.import_module(f"pcf_gs.data.{name}")
 
 
 def detect_format(root: Path) -> str:
@@ -26,14 +41,18 @@ def detect_format(root: Path) -> str:
         raise DataError("scene folder not found", root)
     if not root.is_dir():
         raise DataError("not a folder", root)
-    if is_messy_rooms(root):
-        return "messy_rooms"
-    for name, test, desc in _PLANNED:
-        if test(root):
-            raise DataError(f"looks like {desc}, which pcf-gs cannot read yet (supported: messy_rooms)", root)
+    found = [name for name in LAYOUTS if getattr(_module(name), f"is_{name}")(root)]
+    if found:
+        if len(found) > 1:
+            log.info("%s: looks like %s; using %s (--format to choose)", root,
+                     " and ".join(DESCRIPTIONS[n] for n in found), found[0])
+        return found[0]
     if (root / "color").is_dir():
-        raise DataError("has color/ but no metadata.json (Messy Rooms layout expected)", root)
-    raise DataError("no known scene layout (Messy Rooms expects color/ and metadata.json)", root)
+        raise DataError("has color/ but no metadata.json (Messy Rooms) or pose/ (Panoptic Lifting)", root)
+    if (root / "images").is_dir():
+        raise DataError("has images/ but no poses: expected sparse/0/ (COLMAP) or transforms.json (nerfstudio); "
+                        "run COLMAP or ns-process-data first", root)
+    raise DataError("no known scene layout (supported: " + "; ".join(DESCRIPTIONS.values()) + ")", root)
 
 
 def load_scene(root: str | Path, cfg: DataConfig | None = None, progress: bool = True) -> Scene:
@@ -41,9 +60,11 @@ def load_scene(root: str | Path, cfg: DataConfig | None = None, progress: bool =
     cfg = cfg or DataConfig()
     root = Path(root)
     fmt = cfg.format if cfg.format != "auto" else detect_format(root)
-    if fmt not in LOADERS:
-        raise DataError(f"unknown format {fmt!r} (supported: {', '.join(LOADERS)})", root)
-    scene = LOADERS[fmt](root, cfg, progress=progress)
+    if fmt not in LAYOUTS:
+        raise DataError(f"unknown format {fmt!r} (supported: {', '.join(LAYOUTS)})", root)
+    if not root.is_dir():
+        raise DataError("scene folder not found", root)
+    scene = getattr(_module(fmt), f"load_{fmt}")(root, cfg, progress=progress)
     if not scene.frames:
         raise DataError("scene has no frames", root)
     return scene
