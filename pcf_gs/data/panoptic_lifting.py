@@ -401,7 +401,8 @@ def _dense(label: np.ndarray, lut: np.ndarray, ids: list[int], path: Path) -> np
             bad = int(label[out < 0][0])
         else:
             return out
-    raise DataError(f"class id {bad} is not in the class table ({CLASS_FILE}: {ids})", path)
+    table = f"{ids[0]}..{ids[-1]}" if ids == list(range(ids[0], ids[-1] + 1)) else ", ".join(map(str, ids))
+    raise DataError(f"class id {bad} is not in the class table ({CLASS_FILE}: {table})", path)
 
 
 def _check_folder(folder: Path, stems: list[str], ext: str) -> None:
@@ -410,7 +411,8 @@ def _check_folder(folder: Path, stems: list[str], ext: str) -> None:
     present = {p.stem for p in folder.iterdir() if p.suffix == ext}
     missing = [s for s in stems if s not in present]
     if missing:
-        raise DataError(f"no {missing[0]}{ext} ({len(missing)} of {len(stems)} frames missing)", folder)
+        more = f"; {len(missing)} of {len(stems)} frames have none" if len(missing) > 1 else ""
+        raise DataError(f"file not found (one <frame>{ext} per frame{more})", folder / f"{missing[0]}{ext}")
 
 
 def _read_confidence(path: Path) -> np.ndarray:
