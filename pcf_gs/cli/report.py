@@ -16,6 +16,8 @@ def print_scene_summary(summary: dict, console: Console | None = None) -> None:
     t.add_row("image size", ", ".join(f"{w}x{h}" for w, h in summary["image_sizes"]))
     t.add_row("classes", ", ".join(f"{c['id']}:{c['name']}{'' if c['thing'] else ' (stuff)'}" for c in summary["classes"]))
     t.add_row("2D instances per view (mean)", f"{summary['pred_instances_per_view_mean']:.1f}")
+    if summary.get("views_without_predictions"):
+        t.add_row("views without 2D masks", f"{summary['views_without_predictions']} (appearance only)")
     t.add_row("confidence maps", "yes" if summary["has_confidence"] else "no")
     gt = "no"
     if summary["has_ground_truth"]:

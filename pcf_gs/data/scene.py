@@ -227,6 +227,9 @@ class Scene:
             "has_ground_truth": self.has_ground_truth,
             "normalization": self.normalization.to_dict(),
             "initial_points": 0 if self.points is None else int(len(self.points)),
+            "views_without_predictions": sum(
+                1 for f in self.frames if f.confidence is not None and not f.confidence.any()
+            ),
         }
         if self.has_ground_truth:
             ids = set()

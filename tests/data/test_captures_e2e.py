@@ -1,4 +1,4 @@
-"""A capture goes through info -> train -> segment --export-ply -> eval with no conversion step,
+"""A capture (COLMAP binary and text, nerfstudio) and a Panoptic Lifting sample go through info -> train -> segment --export-ply -> eval with no conversion step,
 and COLMAP (binary, text) and nerfstudio copies of one scene train to the same result."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 from pcf_gs.cli import main
 from pcf_gs.synth import SynthOptions, generate_scene
 from pcf_gs.synth.layouts import write_layout
+from tests.data.panoptic_lifting_sample import write_panoptic_lifting_sample
 from tests.lift.test_train import FAST
 
 
@@ -20,9 +21,12 @@ def results(tmp_path_factory):
     generate_scene(root / "mos", SynthOptions(objects=4, frames=9, width=32, height=32, seed=5, points=600),
                    progress=False)
     out = {}
-    for layout in ("colmap", "colmap-text", "nerfstudio"):
+    for layout in ("colmap", "colmap-text", "nerfstudio", "panoptic_lifting"):
         scene = root / layout
-        write_layout(root / "mos", scene, layout)
+        if layout == "panoptic_lifting":
+            write_panoptic_lifting_sample(scene, root / "mos")
+        else:
+            write_layout(root / "mos", scene, layout)
         run, seg = root / f"{layout}_run", root / f"{layout}_seg"
         assert main(["-q", "info", str(scene)]) == 0
         assert main(["-q", "train", str(scene), "--out", str(run), "--config", "cpu_fast", *FAST]) == 0
