@@ -22,6 +22,9 @@ set -x
 pcf-gs --version
 pcf-gs -q synth scene --objects 4 --frames 8 --size 32 --seed 1
 pcf-gs -q info scene
+pcf-gs -q synth capture --objects 4 --frames 8 --size 32 --seed 1 --layout colmap
+pcf-gs -q info capture
+pcf-gs predict --help >/dev/null
 pcf-gs -q train scene --out run --device cpu "${TINY[@]}"
 pcf-gs -q segment run --out seg --export-ply
 pcf-gs -q eval run --data scene --pred seg
@@ -31,4 +34,4 @@ pcf-gs -q edit seg/scene_labeled.ply --out edited.ply --box=-1,-1,-1,1,1,1 \
 pcf-gs -q demo --out demo "${TINY[@]}" --set data.max_size=32
 test -f demo/segment/metrics.json
 set +x
-echo "wheel check: the installed wheel ran synth, info, train, segment, eval, render, edit and demo outside the checkout"
+echo "wheel check: the installed wheel ran synth (Messy Rooms and COLMAP), info, train, segment, eval, render, edit and demo outside the checkout"

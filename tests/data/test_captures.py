@@ -327,3 +327,32 @@ def test_predictions_finder_reports_half_layouts(tmp_path):
     (tmp_path / "panoptic").mkdir()
     with pytest.raises(DataError, match="panoptic.json"):
         find_predictions(tmp_path)
+
+
+def test_nerfstudio_per_frame_intrinsics_and_distortion(scenes, tmp_path):
+    """A frame's own intrinsics win over the global ones; distortion coefficients undistort."""
+    root = _copy(scenes, "nerfstudio", tmp_path / "n")
+    meta = json.loads((root / "transforms.json").read_text())
+    ref = load_scene(root, ALL, progress=False)
+    fr = meta["frames"][0]
+    fr.update({"fl_x": meta["fl_x"] * 1.1, "fl_y": meta["fl_y"] * 1.1, "cx": meta["cx"], "cy": meta["cy"]})
+    meta["frames"][1]["k1"] = -0.1
+    (root / "transforms.json").write_text(json.dumps(meta))
+    s = load_scene(root, ALL, progress=False)
+    by = {f.name: f for f in s.frames}
+    name0 = fr["file_path"].split("/")[-1][:-4]
+    name1 = meta["frames"][1]["file_path"].split("/")[-1][:-4]
+    g0 = next(f for f in ref.frames if f.name == name0)
+    np.testing.assert_allclose(by[name0].K[0, 0], g0.K[0, 0] * 1.1, rtol=1e-5)
+    g1 = next(f for f in ref.frames if f.name == name1)
+    assert not np.allclose(by[name1].K, g1.K)  # the undistorted pinhole camera differs
+    assert by[name1].rgb.shape[:2] == (by[name1].height, by[name1].width)
+
+
+def test_synth_layout_flag_writes_a_loadable_capture(tmp_path, capsys):
+    out = tmp_path / "cap"
+    assert main(["-q", "synth", str(out), "--objects", "2", "--frames", "3", "--size", "24", "--layout", "colmap-text"]) == 0
+    assert (out / "sparse" / "0" / "images.txt").is_file() and (out / "panoptic.json").is_file()
+    assert load_scene(out, ALL, progress=False).format == "colmap"
+    assert main(["-q", "synth", str(out), "--objects", "2", "--frames", "3", "--size", "24", "--layout", "nerfstudio"]) == 2
+    assert "exists" in capsys.readouterr().err
