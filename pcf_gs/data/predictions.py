@@ -34,6 +34,7 @@ no semantics or instances.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -322,11 +323,12 @@ def encode_panoptic(
     return seg, infos
 
 
-def write_coco_panoptic(root: Path, name: str, entries: list[tuple[str, np.ndarray, list[dict]]],
+def write_coco_panoptic(root: Path, name: str, entries: Iterable[tuple[str, np.ndarray, list[dict]]],
                         categories: list[dict]) -> None:
     """Write ``root/<name>/<key>.png`` and ``root/<name>.json`` (COCO panoptic).
 
-    entries: (key, segment ids [H,W] < 2^24, segments_info); categories: [{"id", "name", "isthing"}].
+    entries: (key, segment ids [H,W] < 2^24, segments_info), consumed one at a time (a generator keeps
+    one image in memory); categories: [{"id", "name", "isthing"}].
     The JSON is written last and atomically, so a reader never sees annotations without PNGs."""
     from pcf_gs.atomic import write_json_atomic
 

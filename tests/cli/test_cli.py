@@ -15,7 +15,7 @@ from pcf_gs import __version__
 from pcf_gs.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-COMMANDS = ["synth", "info", "train", "render", "segment", "eval", "edit", "view", "demo"]
+COMMANDS = ["synth", "info", "predict", "train", "render", "segment", "eval", "edit", "view", "demo"]
 
 
 def test_version(capsys):
