@@ -31,9 +31,13 @@ def print_scene_summary(summary: dict, console: Console | None = None) -> None:
 
 def print_metrics(res: dict, path=None, console: Console | None = None) -> None:
     console = console or Console()
-    t = Table(title="evaluation" + (f" ({path})" if path else ""))
-    for k in ("PQ^scene", "SQ", "RQ", "mIoU", "PSNR (dB)"):
+    proto = res.get("protocol")
+    t = Table(title="evaluation" + (f" ({path})" if path else ""),
+              caption=(f"{proto} protocol (official); " if proto else "")
+              + "PQ things: thing classes only, the harder half of PQ^scene")
+    for k in ("PQ^scene", "PQ things", "SQ", "RQ", "mIoU", "PSNR (dB)"):
         t.add_column(k, justify="right")
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-    t.add_row(fmt(res["pq"]), fmt(res["sq"]), fmt(res["rq"]), fmt(res["miou"]), fmt(res.get("psnr")))
+    t.add_row(fmt(res["pq"]), fmt(res.get("pq_things")), fmt(res["sq"]), fmt(res["rq"]), fmt(res["miou"]),
+              fmt(res.get("psnr")))
     console.print(t)

@@ -1,10 +1,13 @@
 """`pcf-gs eval`: PQ^scene, SQ, RQ, mIoU (percent) and test PSNR (dB) of a segmentation.
 
-Protocol (docs/conventions.md): every test view's predicted and ground-truth label
-maps are resized to 512x512 (nearest), all pixels are concatenated and
-panoptic quality is computed once (:mod:`pcf_gs.evaluation.metrics`). Class 0 is the
-format's background/void class (Messy Rooms' "background"; the official
-evaluation skips it too): it is left out of PQ and mIoU.
+Protocol (docs/official_scorers.md): every test view's predicted and ground-truth label
+maps are resized to 512x512 (nearest), all pixels are concatenated and panoptic quality is
+computed once, by the official rules of the scene's layout
+(:class:`pcf_gs.evaluation.metrics.Protocol`): Messy Rooms scores background (stuff) and
+objects (thing) and averages the two; Panoptic Lifting deletes its faulty class 0; COLMAP /
+nerfstudio ground truth is scored by COCO's rules (unlabelled is void). Beside the official
+PQ^scene, ``pq_things`` is the mean over thing classes only: the instance half, which is the
+harder one (background stuff is easy to get right).
 
 Diagnostics beyond these scores: :mod:`pcf_gs.evaluation.diagnostics`.
 """
@@ -20,13 +23,12 @@ import numpy as np
 from pcf_gs.data.images import resize_nearest
 from pcf_gs.atomic import atomic_dir, write_json_atomic
 from pcf_gs.errors import UserError
-from pcf_gs.evaluation.metrics import mean_iou, panoptic_quality
+from pcf_gs.evaluation.metrics import Protocol, mean_iou, panoptic_quality
 
 if TYPE_CHECKING:
     from pcf_gs.lift.run import Run
 
 EVAL_SIZE = 512
-VOID_CLASSES = (0,)
 
 
 def read_label_png(path: Path) -> np.ndarray:
@@ -55,13 +57,19 @@ def evaluate_predictions(scene, pred_dir: Path, split: str = "test", size: int =
         gs.append(resize_nearest(f.gt_semantics, size, size).ravel())
         gi.append(resize_nearest(f.gt_instances, size, size).ravel())
     ps, pi, gs, gi = (np.concatenate(a) for a in (ps, pi, gs, gi))
-    things = set(scene.classes.thing_ids) - set(VOID_CLASSES)
-    stuff = set(scene.classes.stuff_ids) - set(VOID_CLASSES)
-    r = panoptic_quality(ps, pi, gs, gi, things, stuff)
-    miou = mean_iou(ps, gs, scene.classes.num_classes, ignore=VOID_CLASSES)
+    proto = Protocol.for_scene(scene)
+    return score(ps, pi, gs, gi, proto, scene.classes.num_classes) | {"frames": len(frames), "split": split}
+
+
+def score(ps, pi, gs, gi, proto: Protocol, num_classes: int) -> dict:
+    """The official numbers (percent) of flat predicted/target label arrays under ``proto``."""
+    r = panoptic_quality(ps, pi, gs, gi, proto.things, proto.stuff, robust=proto.robust, faulty=proto.faulty,
+                         coco=proto.coco)
+    miou = mean_iou(ps, gs, num_classes, ignore=proto.void, faulty=proto.faulty, robust=proto.robust)
     return {
         "pq": 100 * r.pq, "sq": 100 * r.sq, "rq": 100 * r.rq, "miou": 100 * miou,
-        "per_class": {str(k): v for k, v in r.per_class.items()}, "frames": len(frames), "split": split,
+        "pq_things": 100 * r.things_only(proto.things), "protocol": proto.name,
+        "per_class": {str(k): v for k, v in r.per_class.items()},
     }
 
 
