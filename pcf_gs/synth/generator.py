@@ -89,6 +89,9 @@ class SynthOptions:
     class_flip_rate: float = _opt(0.05, "probability a thing gets a wrong class (thing_classes > 1)")
     boundary_anchors: int = _opt(100, "boundary-noise anchors per view (PCF-Lift)")
     boundary_window: int = _opt(5, "boundary-noise window size W, e.g. 1/9/17 as in PCF-Lift (1 = none)")
+    boundary_model: Literal["stress", "paper"] = _opt(
+        "stress", "stress: anchors per view on mask edges, copying class and instance; paper: PCF-Lift's, "
+        "anchors per 512² at random pixels, copying the instance id only")
     min_split_pixels: int = _opt(16, "only masks with at least this many pixels are split")
     # extras
     depth: bool = _opt(True, "write depth/<i>.png (uint16 millimetres)")
@@ -122,6 +125,8 @@ class SynthOptions:
             raise ValueError("stacked + leaning + floating fractions must be <= 1")
         if not (0 < self.size_min <= self.size_max):
             raise ValueError(f"need 0 < size_min <= size_max, got {self.size_min}, {self.size_max}")
+        if self.boundary_model not in ("stress", "paper"):
+            raise ValueError(f"boundary_model must be stress or paper, got {self.boundary_model!r}")
         if self.camera_path not in ("random", "orbit", "walk"):
             raise ValueError(f"camera_path must be random, orbit or walk, got {self.camera_path!r}")
         if not (self.fov == 0 or 10 <= self.fov <= 150):
@@ -282,6 +287,7 @@ def generate_scene(out_dir: str | os.PathLike, options: SynthOptions | None = No
                     boundary_anchors=o.boundary_anchors,
                     boundary_window=o.boundary_window,
                     min_split_pixels=o.min_split_pixels,
+                    boundary_model=o.boundary_model,
                 )
                 name = str(i)
                 _write_png(tmp / "color" / f"{name}.png", rgb)

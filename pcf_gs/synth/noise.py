@@ -24,6 +24,15 @@ are drawn uniformly among *boundary pixels* (a pixel whose 4-neighbourhood holds
 Source labels are read from the map *before* any window is written, so the result does not
 depend on which of two overlapping windows is processed first except where they overlap
 (the later anchor wins there). ``W = 1`` is the identity.
+
+Two settings of it (``boundary_model`` of :func:`simulate_prediction`):
+
+- ``"stress"`` (what every scene before 2026-12 used): ``n`` anchors per view whatever its
+  size, on mask edges, copying the semantic class and the instance. At 128² and W = 9 the
+  windows cover about half of every image.
+- ``"paper"`` (PCF-Lift's definition): ``n`` anchors per 512² of image area (so 6 at 128²),
+  at uniformly random pixels, copying only the instance id; the semantic map is left as the
+  2D model gave it. About 3% of a 512² image at W = 9.
 """
 
 from __future__ import annotations
@@ -183,14 +192,24 @@ def boundary_pixels(sem: np.ndarray, inst: np.ndarray) -> np.ndarray:
     return b
 
 
+PAPER_AREA = 512 * 512  # the paper's anchors are per image at this resolution
+
+
+def paper_anchor_count(n_per_512: int, height: int, width: int) -> int:
+    """Anchors for an image of ``height x width`` when ``n_per_512`` fall on a 512² image."""
+    return int(round(n_per_512 * height * width / PAPER_AREA))
+
+
 def boundary_noise(
-    sem: np.ndarray, inst: np.ndarray, n_anchors: int, window: int, rng: np.random.Generator, on_edges: bool = True
+    sem: np.ndarray, inst: np.ndarray, n_anchors: int, window: int, rng: np.random.Generator, on_edges: bool = True,
+    copy_semantics: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PCF-Lift boundary noise: ``n_anchors`` windows of ``window x window`` pixels, each copying
-    the (semantic, instance) label of one random pixel inside it onto the whole window.
+    the label of one random pixel inside it onto the whole window: the (semantic, instance) pair,
+    or the instance only when not ``copy_semantics``.
 
     Windows are centred on the anchor (offset -(W//2) .. W-1-W//2) and clipped to the image.
-    Anchors are boundary pixels when ``on_edges`` (see module docstring).
+    Anchors are boundary pixels when ``on_edges``, else uniform pixels (see module docstring).
     Returns (sem, inst, changed [H,W] bool: pixels whose label changed).
     """
     H, W = sem.shape
@@ -208,7 +227,8 @@ def boundary_noise(
         x0, x1 = max(ax - half, 0), min(ax - half + window, W)
         sy = int(rng.integers(y0, y1))
         sx = int(rng.integers(x0, x1))
-        out_s[y0:y1, x0:x1] = sem[sy, sx]
+        if copy_semantics:
+            out_s[y0:y1, x0:x1] = sem[sy, sx]
         out_i[y0:y1, x0:x1] = inst[sy, sx]
     changed = (out_s != sem) | (out_i != inst)
     return out_s, out_i, changed
@@ -266,10 +286,12 @@ def simulate_prediction(
     boundary_anchors: int = 100,
     boundary_window: int = 9,
     min_split_pixels: int = 16,
+    boundary_model: str = "stress",
 ) -> dict:
     """Noisy prediction from the exact GT of one view (models 1-7 of the module docstring).
 
-    sem [H,W] uint8, inst [H,W] int GT. Returns dict with ``semantic`` [H,W] uint8,
+    sem [H,W] uint8, inst [H,W] int GT. ``boundary_model``: "stress" or "paper" (module
+    docstring; with "paper", ``boundary_anchors`` is per 512² of image). Returns dict with ``semantic`` [H,W] uint8,
     ``instance`` [H,W] int16 (per-view random ids), ``confidence`` [H,W] float32 and
     ``stats`` (what was dropped/merged/split/flipped, in GT ids).
     """
@@ -277,7 +299,13 @@ def simulate_prediction(
     s, i, merged = merge_instances(s, i, merge_rate, rng)
     i, splits = split_instances(i, split_rate, rng, min_split_pixels)
     s, flipped = flip_classes(s, i, class_flip_rate, thing_classes, rng)
-    s, i, changed = boundary_noise(s, i, boundary_anchors, boundary_window, rng)
+    if boundary_model == "paper":
+        n = paper_anchor_count(boundary_anchors, *sem.shape)
+        s, i, changed = boundary_noise(s, i, n, boundary_window, rng, on_edges=False, copy_semantics=False)
+    elif boundary_model == "stress":
+        s, i, changed = boundary_noise(s, i, boundary_anchors, boundary_window, rng)
+    else:
+        raise ValueError(f"boundary_model must be 'paper' or 'stress', got {boundary_model!r}")
     penal: dict[int, float] = {}
     for keep, _ in merged:
         penal[keep] = penal.get(keep, 1.0) * 0.7

@@ -212,3 +212,31 @@ def test_simulate_prediction_deterministic_and_shapes():
     assert a["semantic"].dtype == np.uint8 and a["instance"].dtype == np.int16
     assert ((a["instance"] != 0) == (a["semantic"] != 0)).all()
     assert (a["confidence"][a["instance"] == 0] == 1).all()
+
+
+def test_paper_boundary_model_copies_instances_only_at_area_scaled_anchors():
+    """PCF-Lift's setting: 100 anchors per 512² image (6 at 128²), random pixels, instance ids only."""
+    assert noise.paper_anchor_count(100, 512, 512) == 100
+    assert noise.paper_anchor_count(100, 128, 128) == 6
+    assert noise.paper_anchor_count(100, 256, 256) == 25
+    sem, inst = two_squares()
+    sem = sem * 2  # a second semantic value, to see that it is left alone
+    rng = np.random.default_rng(0)
+    s, i, changed = noise.boundary_noise(sem, inst, 50, 5, rng, on_edges=False, copy_semantics=False)
+    assert (s == sem).all() and changed.any() and (changed == (i != inst)).all()
+
+
+def test_paper_noise_covers_a_few_percent_of_the_image_at_w9():
+    rng = np.random.default_rng(1)
+    inst = np.repeat(np.repeat(np.arange(64).reshape(8, 8) + 1, 64, 0), 64, 1)  # 512², 64 blocks
+    sem = np.ones_like(inst, dtype=np.uint8)
+    cover = []
+    for model in ("paper", "stress"):
+        small = inst[::4, ::4]  # the same content at 128²
+        p = noise.simulate_prediction(sem[::4, ::4], small, rng, miss_rate=0, merge_rate=0, split_rate=0,
+                                      boundary_window=9, boundary_model=model)
+        cover.append(p["stats"]["boundary_changed_pixels"] / small.size)
+        assert (p["semantic"] == 1).all()
+    assert cover[0] < 0.03 < cover[1]  # paper: ~6 windows of 81 px at most; stress: a large share
+    with pytest.raises(ValueError, match="boundary_model"):
+        noise.simulate_prediction(sem[:8, :8], inst[:8, :8], rng, boundary_model="nope")
