@@ -1,8 +1,9 @@
-"""Quality benchmark: PCF-Lift's ablation on splats across scene size and 2D mask noise.
+"""Quality benchmark (version 2): PCF-Lift's ablation on splats across scene size and 2D mask noise.
 
-For every scene of the grid (``pcf-gs synth`` with N objects and boundary-noise
-window W, plus the generator's miss / merge / split noise) it trains three
-models with one fixed preset and scores six methods on the test views:
+For every cell of the grid (``pcf-gs synth`` with N objects, boundary-noise window W and noise
+model, plus the generator's miss / merge / split noise) and every generator seed, it trains
+three models with one fixed preset and scores seven methods on the test views with the official
+scorer of the layout (:mod:`pcf_gs.evaluation.metrics`):
 
     (a) raw 2D predictions                 (no training)
     (b) deterministic + HDBSCAN            training "det":  model.embedding=deterministic, train.w_cross=0
@@ -10,15 +11,23 @@ models with one fixed preset and scores six methods on the test views:
     (d) probabilistic + HDBSCAN            training "prob": train.w_cross=0
     (e) probabilistic + MVOA               training "prob"
     (f) probabilistic + cross-view + MVOA  training "full": the preset as is (the full method)
+    (g) (f) with the paper's plain MVOA    no score threshold, no view-count filter, no refinement
 
-Reported per method: PQ^scene, SQ, RQ, mIoU (percent), test PSNR (dB) and
-training wall time; per probabilistic training, the rendered variance on
+Version 2 (issue 16): the paper's boundary noise (``--noise paper``: 100 anchors per 512² image
+at random pixels, instance ids only) at 256², three seeds per cell reported as mean ± std, and
+the old harsh model as a named stress setting at W = 9 (``--stress-windows``). Cells are cached
+per (scene, training); measurements carry the scorer's version and are re-measured (not
+retrained) when it changes.
+
+Reported per method: PQ^scene (official), PQ things (objects only), SQ, RQ, mIoU (percent),
+test PSNR (dB) and training wall time; per probabilistic training, the rendered variance on
 ground-truth instance boundaries against object interiors (the paper's
 Fig. 5; :func:`pcf_gs.evaluation.diagnostics.boundary_uncertainty`). Hyper-parameters are the
 preset's for every scene; nothing is tuned per scene.
 
     python tools/bench_quality.py --quick                  # one scene, half the steps: ~8 min on 2 cores
-    python tools/bench_quality.py --out /work/bq --jobs 2  # the full grid (hours), resumable
+    python tools/bench_quality.py --out /work/bq --objects 25 --windows 9 --seeds 1 2 3   # targets first
+    python tools/bench_quality.py --out /work/bq --jobs 2  # the full grid (many hours), resumable
 
 Every training and every evaluated cell is kept under ``--out``; a rerun skips
 what is done, so the grid can be run in pieces (``--objects 25 --windows 9``).
@@ -47,8 +56,11 @@ METHODS = {
     "d": ("probabilistic + HDBSCAN", "prob", "hdbscan"),
     "e": ("probabilistic + MVOA", "prob", "mvoa"),
     "f": ("probabilistic + cross-view + MVOA (full)", "full", "mvoa"),
+    "g": ("full, the paper's plain MVOA", "full", "mvoa_plain"),
 }
-SHORT = {"a": "raw 2D", "b": "det + HDBSCAN", "c": "det + MVOA", "d": "prob + HDBSCAN", "e": "prob + MVOA", "f": "full"}
+SHORT = {"a": "raw 2D", "b": "det + HDBSCAN", "c": "det + MVOA", "d": "prob + HDBSCAN", "e": "prob + MVOA", "f": "full",
+         "g": "full, plain MVOA"}
+SCORER = "official-2026-12"  # measurements made with another scorer are re-measured
 TRAININGS = {
     "det": ["model.embedding=deterministic", "train.w_cross=0"],
     "prob": ["train.w_cross=0"],
@@ -56,7 +68,9 @@ TRAININGS = {
 }
 # HDBSCAN sees this many sampled pixel embeddings (the preset's cpu_fast value, 5000, would starve the
 # smaller of 100 objects below min_cluster_size; the baseline gets the default's 20000)
-SEGMENT_SETS = {"hdbscan": ["segment.hdbscan_samples=20000"], "mvoa": []}
+SEGMENT_SETS = {"hdbscan": ["segment.hdbscan_samples=20000"], "mvoa": [],
+                "mvoa_plain": ["segment.score_threshold=0", "segment.min_views=1", "segment.refine_rounds=0"]}
+CLUSTERINGS = {"det": ("mvoa", "hdbscan"), "prob": ("mvoa", "hdbscan"), "full": ("mvoa", "hdbscan", "mvoa_plain")}
 # schedule keys scaled with --iterations (fractions of the preset's own iteration count)
 SCHEDULE_KEYS = ("warmup_iterations", "cross_view_start", "densify_from", "densify_until", "opacity_reset_every",
                  "sh_increase_every", "checkpoint_every")
@@ -64,8 +78,9 @@ SCHEDULE_KEYS = ("warmup_iterations", "cross_view_start", "densify_from", "densi
 CLI = [sys.executable, "-m", "pcf_gs", "-q"]
 
 
-def scene_name(objects: int, window: int, a) -> str:
-    return f"o{objects}_w{window}_f{a.frames}_s{a.size}_seed{a.seed}"
+def scene_name(objects: int, window: int, noise: str, seed: int, a) -> str:
+    tag = "" if noise == "stress" else f"_{noise}"  # stress cells keep version 1's names
+    return f"o{objects}_w{window}{tag}_f{a.frames}_s{a.size}_seed{seed}"
 
 
 def schedule_overrides(preset: str, iterations: int | None) -> list[str]:
@@ -89,11 +104,12 @@ def thread_env(threads: int) -> dict:
     return env
 
 
-def make_scene(path: Path, objects: int, window: int, a) -> None:
+def make_scene(path: Path, objects: int, window: int, noise: str, seed: int, a) -> None:
     if (path / "metadata.json").exists():
         return
     subprocess.run(CLI + ["synth", str(path), "--overwrite", "--objects", str(objects), "--boundary-window", str(window),
-                          "--frames", str(a.frames), "--size", str(a.size), "--seed", str(a.seed),
+                          "--boundary-model", noise,
+                          "--frames", str(a.frames), "--size", str(a.size), "--seed", str(seed),
                           "--split-rate", str(a.split_rate), "--merge-rate", str(a.merge_rate),
                           "--miss-rate", str(a.miss_rate)], check=True, stdout=subprocess.DEVNULL)
 
@@ -103,7 +119,9 @@ def train_and_measure(scene: Path, kind: str, a, threads: int, log: Console) -> 
     cell = Path(a.out) / "runs" / scene.name / kind
     result = cell / "result.json"
     if result.exists():
-        return json.loads(result.read_text())
+        done = json.loads(result.read_text())
+        if done.get("scorer") == SCORER:
+            return done
     run_dir = cell / "run"
     sets = TRAININGS[kind] + schedule_overrides(a.config, a.iterations) + a.overrides
     env = thread_env(threads)
@@ -161,23 +179,24 @@ def measure(run_dir: Path, scene_dir: Path, cell: Path, kind: str) -> None:
     res: dict = {"psnr": round(split_psnr(run, scene), 2)}
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     res["num_gaussians"] = [r for r in recs if "num_gaussians" in r][-1]["num_gaussians"]
-    for clustering in ("mvoa", "hdbscan"):
+    for clustering in CLUSTERINGS[kind]:
         seg = cell / f"segment_{clustering}"
         t = time.time()
-        info = run_segment(run_dir, seg, clustering=clustering, gaussian_labels="direct",
+        info = run_segment(run_dir, seg, clustering=clustering.split("_")[0], gaussian_labels="direct",
                            overrides=segment_defaults() + SEGMENT_SETS[clustering], progress=False)
         m = evaluate_predictions(scene, seg)
-        res[clustering] = {k: round(m[k], 2) for k in ("pq", "sq", "rq", "miou")}
+        res[clustering] = {k: round(m[k], 2) for k in ("pq", "pq_things", "sq", "rq", "miou")}
         res[clustering].update(prototypes=info["prototypes"], segment_wall_s=round(time.time() - t, 1))
     if kind != "det":  # a deterministic model's variance is a constant
         u = boundary_uncertainty(run, scene)
         res["uncertainty"] = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in u.items()}
+    res["scorer"] = SCORER
     (cell / "measure.json").write_text(json.dumps(res, indent=2) + "\n")
 
 
 def raw_2d(scene_dir: Path, a) -> dict:
     out = Path(a.out) / "runs" / scene_dir.name / "raw2d.json"
-    if out.exists():
+    if out.exists() and json.loads(out.read_text()).get("scorer") == SCORER:
         return json.loads(out.read_text())
     from pcf_gs.data import load_scene
     from pcf_gs.evaluation.evaluate import evaluate_predictions, write_raw_predictions
@@ -186,7 +205,7 @@ def raw_2d(scene_dir: Path, a) -> dict:
     pred = out.parent / "raw2d"
     write_raw_predictions(sc, pred)
     m = evaluate_predictions(sc, pred)
-    res = {k: round(m[k], 2) for k in ("pq", "sq", "rq", "miou")}
+    res = {k: round(m[k], 2) for k in ("pq", "pq_things", "sq", "rq", "miou")} | {"scorer": SCORER}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res) + "\n")
     return res
@@ -248,67 +267,118 @@ def mean(xs):
     return round(sum(xs) / len(xs), 2) if xs else None
 
 
-def report(results: list[dict], a, console: Console) -> dict:
-    """Aggregate cells into per-method averages; print tables; return the JSON document."""
-    avg = {}
-    for m in METHODS:
-        rows = [r["methods"][m] for r in results]
-        avg[m] = {k: mean([r[k] for r in rows]) for k in ("pq", "sq", "rq", "miou", "psnr", "train_wall_s")}
-    t = Table(title="PQ^scene per scene (objects / W), and the grid average")
-    t.add_column("method")
+def spread(xs) -> tuple[float | None, float | None, int]:
+    """(mean, sample std, n) of the non-None values; std is None with fewer than two."""
+    xs = [float(x) for x in xs if x is not None]
+    if not xs:
+        return None, None, 0
+    m = sum(xs) / len(xs)
+    sd = (sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else None
+    return round(m, 2), (None if sd is None else round(sd, 2)), len(xs)
+
+
+def fmt(ms) -> str:
+    m, sd, n = ms
+    if m is None:
+        return "—"
+    return f"{m:.1f}" + ("" if sd is None else f" ± {sd:.1f}") + ("" if n == 3 else f" (n={n})")
+
+
+def group_key(r: dict) -> str:
+    return f"{r['objects']}/{r['window']} {r['noise']}"
+
+
+def aggregate(results: list[dict]) -> dict:
+    """Per cell (objects / W / noise): every method's metrics as (mean, std, seeds) over seeds."""
+    groups: dict = {}
     for r in results:
-        t.add_column(f"{r['objects']}/{r['window']}", justify="right")
-    for k in ("avg PQ", "SQ", "RQ", "mIoU", "PSNR", "train s"):
+        groups.setdefault(group_key(r), []).append(r)
+    out = {}
+    for g, rs in groups.items():
+        out[g] = {"objects": rs[0]["objects"], "window": rs[0]["window"], "noise": rs[0]["noise"],
+                  "seeds": sorted(r["seed"] for r in rs),
+                  "methods": {m: {k: spread([r["methods"][m].get(k) for r in rs])
+                                  for k in ("pq", "pq_things", "sq", "rq", "miou", "psnr", "train_wall_s")}
+                              for m in METHODS},
+                  "uncertainty": {k: mean([r["uncertainty"][k]["ratio"] for r in rs if k in r["uncertainty"]])
+                                  for k in ("prob", "full")}}
+    return out
+
+
+def report(results: list[dict], a, console: Console) -> dict:
+    """Aggregate cells over seeds and into grid averages; print tables; return the JSON document."""
+    from pcf_gs.config import SegmentConfig
+
+    cells = aggregate(results)
+    avg = {m: {k: mean([c["methods"][m][k][0] for c in cells.values()])
+               for k in ("pq", "pq_things", "sq", "rq", "miou", "psnr", "train_wall_s")} for m in METHODS}
+    sc = SegmentConfig()
+    t = Table(title="PQ^scene (official) per cell: objects / W noise, mean ± std over seeds; grid average",
+              caption=f"MVOA defaults in (c, e, f): score >= {sc.score_threshold}, prototype seen from >= "
+                      f"{sc.min_views} views, {sc.refine_rounds} refinement rounds; (g) is the paper's plain MVOA "
+                      "(none of them). PQ things: thing classes only.")
+    t.add_column("method")
+    for g in cells:
+        t.add_column(g, justify="right")
+    for k in ("avg PQ", "PQ things", "SQ", "RQ", "mIoU", "PSNR", "train s"):
         t.add_column(k, justify="right")
     for m in METHODS:
-        row = [f"({m}) {SHORT[m]}"] + [f"{r['methods'][m]['pq']:.1f}" for r in results]
-        row += [str(avg[m][k]) if avg[m][k] is not None else "—" for k in ("pq", "sq", "rq", "miou", "psnr", "train_wall_s")]
+        row = [f"({m}) {SHORT[m]}"] + [fmt(c["methods"][m]["pq"]) for c in cells.values()]
+        row += [str(avg[m][k]) if avg[m][k] is not None else "—"
+                for k in ("pq", "pq_things", "sq", "rq", "miou", "psnr", "train_wall_s")]
         t.add_row(*row)
     console.print(t)
-    ratios = {f"{r['objects']}/{r['window']}": {k: r["uncertainty"][k]["ratio"] for k in r["uncertainty"]} for r in results}
-    per_object = {f"{r['objects']}/{r['window']}": {k: r["uncertainty"][k].get("object_ratio_median", float("nan"))
-                                                     for k in r["uncertainty"]} for r in results}
-    u = Table(title="rendered variance, boundary / interior (> 1: less certain where objects meet)")
-    u.add_column("scene")
-    for c in ("prob (d, e), pixels", "full (f), pixels", "prob, per-object median", "full, per-object median"):
-        u.add_column(c, justify="right")
-    for s, v in ratios.items():
-        po = per_object[s]
-        u.add_row(s, *(f"{d.get(k, float('nan')):.2f}" for d in (v, po) for k in ("prob", "full")))
+    u = Table(title="rendered variance, boundary / interior (> 1: less certain where objects meet), mean over seeds")
+    u.add_column("cell")
+    u.add_column("prob (d, e)", justify="right")
+    u.add_column("full (f)", justify="right")
+    for g, c in cells.items():
+        u.add_row(g, *(("—" if c["uncertainty"][k] is None else f"{c['uncertainty'][k]:.2f}") for k in ("prob", "full")))
     console.print(u)
-    checks = {
-        "f_minus_b": round(avg["f"]["pq"] - avg["b"]["pq"], 2),
-        "f_ge_e_ge_c": bool(avg["f"]["pq"] >= avg["e"]["pq"] >= avg["c"]["pq"]),
-    }
+    # (f) - (b) on the grid average, per seed, so the seed-to-seed spread is stated beside it
+    per_seed: dict = {}
     for r in results:
-        if (r["objects"], r["window"]) in ((25, 9), (100, 9)):
-            checks[f"f_at_{r['objects']}_w{r['window']}"] = r["methods"]["f"]["pq"]
-    console.print(f"targets: (f) - (b) = {checks['f_minus_b']:+.2f} PQ (want >= +3); "
-                  f"(f) >= (e) >= (c): {checks['f_ge_e_ge_c']}; "
-                  + ", ".join(f"{k} = {v}" for k, v in checks.items() if k.startswith("f_at")))
-    return {"settings": {k: v for k, v in vars(a).items() if k not in ("cmd",)}, "methods": {m: n for m, (n, _, _) in METHODS.items()},
-            "average": avg, "checks": checks, "uncertainty_ratio": ratios, "uncertainty_object_median": per_object,
-            "scenes": results}
+        per_seed.setdefault(r["seed"], []).append(r["methods"]["f"]["pq"] - r["methods"]["b"]["pq"])
+    diff = spread([sum(v) / len(v) for v in per_seed.values()])
+    checks = {"f_minus_b": diff, "f_ge_e_ge_c": bool((avg["f"]["pq"] or 0) >= (avg["e"]["pq"] or 0) >= (avg["c"]["pq"] or 0))}
+    for g, c in cells.items():
+        if c["window"] == 9:
+            checks[f"f_at_{c['objects']}_w9_{c['noise']}"] = c["methods"]["f"]["pq"]
+    targets = {25: 85, 50: 80, 75: 75, 100: 75}
+    lines = [f"(f) - (b), grid average, mean ± std over seeds = {fmt(diff)} PQ (want >= +3)"]
+    for g, c in cells.items():
+        if c["window"] == 9 and c["noise"] == "paper":
+            want = targets.get(c["objects"])
+            lines.append(f"(f) at {g}: {fmt(c['methods']['f']['pq'])}" + (f" (target >= {want})" if want else "")
+                         + f", things only {fmt(c['methods']['f']['pq_things'])}")
+    console.print("targets: " + "; ".join(lines))
+    return {"version": 2, "scorer": SCORER,
+            "settings": {k: v for k, v in vars(a).items() if k not in ("cmd",)},
+            "methods": {m: n for m, (n, _, _) in METHODS.items()},
+            "mvoa_defaults": {"score_threshold": sc.score_threshold, "min_views": sc.min_views,
+                              "refine_rounds": sc.refine_rounds},
+            "average": avg, "checks": checks, "cells": cells, "scenes": results}
 
 
 def markdown(doc: dict) -> str:
-    res = doc["scenes"]
-    head = "| method | " + " | ".join(f"{r['objects']} obj, W={r['window']}" for r in res) + " | **average** | SQ | RQ | mIoU | PSNR | train s |"
-    lines = [head, "|" + "---|" * (len(res) + 7)]
+    cells = doc["cells"]
+    head = ("| method | " + " | ".join(cells) + " | **average** | PQ things | SQ | RQ | mIoU | PSNR | train s |")
+    lines = ["PQ^scene (official scorer), mean ± std over generator seeds (n = 3 unless stated).", "",
+             head, "|" + "---|" * (len(cells) + 8)]
     for m, name in doc["methods"].items():
         avg = doc["average"][m]
-        cells = [f"{r['methods'][m]['pq']:.1f}" for r in res]
-        tail = [f"**{avg['pq']:.1f}**"] + [("—" if avg[k] is None else f"{avg[k]:.1f}") for k in ("sq", "rq", "miou", "psnr")]
+        row = [fmt(tuple(c["methods"][m]["pq"])) for c in cells.values()]
+        tail = [f"**{avg['pq']:.1f}**" if avg["pq"] is not None else "—"]
+        tail += [("—" if avg[k] is None else f"{avg[k]:.1f}") for k in ("pq_things", "sq", "rq", "miou", "psnr")]
         tail.append("—" if avg["train_wall_s"] is None else f"{avg['train_wall_s']:.0f}")
-        lines.append(f"| ({m}) {name} | " + " | ".join(cells + tail) + " |")
-    lines.append("")
-    lines.append("| rendered variance, boundary / interior | " + " | ".join(f"{r['objects']} obj, W={r['window']}" for r in res) + " |")
-    lines.append("|" + "---|" * (len(res) + 1))
-    for k, name in (("prob", "probabilistic (d, e)"), ("full", "full (f)")):
-        lines.append(f"| {name}, pooled over pixels | " + " | ".join(f"{r['uncertainty'][k]['ratio']:.2f}" for r in res) + " |")
-    for k, name in (("prob", "probabilistic (d, e)"), ("full", "full (f)")):
-        lines.append(f"| {name}, median over objects | "
-                     + " | ".join(f"{r['uncertainty'][k].get('object_ratio_median', float('nan')):.2f}" for r in res) + " |")
+        lines.append(f"| ({m}) {name} | " + " | ".join(row + tail) + " |")
+    lines += ["", "| PQ things (objects only) | " + " | ".join(cells) + " |", "|" + "---|" * (len(cells) + 1)]
+    for m, name in doc["methods"].items():
+        lines.append(f"| ({m}) {name} | " + " | ".join(fmt(tuple(c["methods"][m]["pq_things"])) for c in cells.values()) + " |")
+    d = doc["defaults"] if "defaults" in doc else doc["mvoa_defaults"]
+    lines += ["", f"MVOA defaults in (c, e, f): score threshold {d['score_threshold']}, min views {d['min_views']}, "
+                  f"{d['refine_rounds']} refinement rounds; (g) the paper's plain MVOA.",
+              f"(f) - (b), grid average over seeds: {fmt(tuple(doc['checks']['f_minus_b']))}."]
     return "\n".join(lines) + "\n"
 
 
@@ -319,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
-                    help="one scene (25 objects, W=9, seed 2) with half the preset's steps: ~8 min on 2 cores")
+                    help="one scene (25 objects, W=9, paper noise, seed 2, 128²) with half the preset's steps: ~8 min on 2 cores")
     ap.add_argument("--out", default="/tmp/bench_quality", help="work folder (scenes, runs, cached results)")
     ap.add_argument("--json", default="bench_quality.json")
     ap.add_argument("--md", default=None, help="also write the tables as Markdown here")
@@ -327,9 +397,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figure-cell", default="25/9", metavar="N/W", help="scene of the figure (default: 25/9, else the first)")
     ap.add_argument("--objects", type=int, nargs="+", default=[25, 50, 100])
     ap.add_argument("--windows", type=int, nargs="+", default=[1, 9, 17])
+    ap.add_argument("--noise", nargs="+", choices=["paper", "stress"], default=["paper"],
+                    help="boundary-noise model(s) of the grid (pcf-gs synth --boundary-model)")
+    ap.add_argument("--stress-windows", type=int, nargs="*", default=[9],
+                    help="also run the stress noise model at these windows (default: 9)")
     ap.add_argument("--frames", type=int, default=60)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--seed", type=int, default=1, help="generator seed of every scene")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="generator seeds; every cell is run per seed")
     ap.add_argument("--miss-rate", type=float, default=0.1)
     ap.add_argument("--merge-rate", type=float, default=0.1)
     ap.add_argument("--split-rate", type=float, default=0.1)
@@ -343,18 +417,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra training override (all trainings)")
     a = ap.parse_args(argv)
     if a.quick:
-        a.objects, a.windows, a.seed = [25], [9], 2
+        a.objects, a.windows, a.seeds, a.noise, a.stress_windows, a.size = [25], [9], [2], ["paper"], [], 128
         a.iterations = a.iterations or 1500
     console = Console()
     out = Path(a.out)
     t0 = time.time()
-    scenes = [(n, w, out / "scenes" / scene_name(n, w, a)) for n in a.objects for w in a.windows]
-    for n, w, p in scenes:
+    combos = [(n, w, z) for n in a.objects for w in a.windows for z in a.noise]
+    combos += [(n, w, "stress") for n in a.objects for w in a.stress_windows if (n, w, "stress") not in combos]
+    # the seeds go where the targets are first: every W = 9 cell with all its seeds, then the rest seed by seed
+    order = [(sd, c) for c in combos if c[1] == 9 for sd in a.seeds]
+    order += [(sd, c) for sd in a.seeds for c in combos if c[1] != 9]
+    scenes = [(n, w, z, sd, out / "scenes" / scene_name(n, w, z, sd, a)) for sd, (n, w, z) in order]
+    for n, w, z, sd, p in scenes:
         if not a.report_only:
-            make_scene(p, n, w, a)
+            make_scene(p, n, w, z, sd, a)
     cores = os.cpu_count() or 1
     threads = a.threads or max(1, cores // max(1, a.jobs))
-    jobs = [(p, kind) for _, _, p in scenes for kind in TRAININGS if kind in a.trainings]
+    jobs = [(p, kind) for *_, p in scenes for kind in TRAININGS if kind in a.trainings]
     if a.report_only:
         def run_job(job):
             f = out / "runs" / job[0].name / job[1] / "result.json"
@@ -369,14 +448,14 @@ def main(argv: list[str] | None = None) -> int:
         if r is not None:
             by_scene.setdefault(p, {})[kind] = r
     results = []
-    for n, w, p in scenes:
+    for n, w, z, sd, p in scenes:
         tr = by_scene.get(p, {})
         if set(tr) != set(TRAININGS):
             console.print(f"[yellow]{p.name}: not all trainings done yet; left out of the tables[/yellow]")
             continue
         raw = raw_2d(p, a)
         results.append({
-            "objects": n, "window": w, "scene": p.name,
+            "objects": n, "window": w, "noise": z, "seed": sd, "scene": p.name,
             "methods": {m: method_row(tr, raw, m) for m in METHODS},
             "uncertainty": {k: tr[k]["uncertainty"] for k in ("prob", "full") if "uncertainty" in tr[k]},
             "num_gaussians": {k: tr[k]["num_gaussians"] for k in tr},
@@ -391,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.md:
         Path(a.md).write_text(markdown(doc))
     if a.figure:
-        fig = next((p for n, w, p in scenes if f"{n}/{w}" == a.figure_cell), scenes[0][2])
+        fig = next((p for n, w, _, _, p in scenes if f"{n}/{w}" == a.figure_cell), scenes[0][-1])
         uncertainty_figure(out / "runs" / fig.name / "full" / "run", fig, Path(a.figure))
     console.print(f"wall time {doc['wall_s']:.0f} s; wrote {a.json}")
     return 0

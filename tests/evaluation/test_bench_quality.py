@@ -9,6 +9,16 @@ import pytest
 from tests.conftest import load_tool
 
 
+def test_spread_and_seed_order():
+    bq = load_tool("bench_quality")
+    assert bq.spread([1, 2, 3]) == (2.0, 1.0, 3) and bq.spread([5]) == (5.0, None, 1)
+    assert bq.fmt((80.0, 1.25, 3)) == "80.0 ± 1.2" and bq.fmt((80.0, None, 1)) == "80.0 (n=1)"
+    rows = [{"objects": 25, "window": 9, "noise": "paper", "seed": s, "uncertainty": {},
+             "methods": {m: {"pq": 80.0 + s, "pq_things": 70.0} for m in bq.METHODS}} for s in (1, 2, 3)]
+    cell = bq.aggregate(rows)["25/9 paper"]
+    assert cell["methods"]["f"]["pq"] == (82.0, 1.0, 3) and cell["seeds"] == [1, 2, 3]
+
+
 def test_schedule_is_scaled_with_the_iterations():
     bq = load_tool("bench_quality")
     sets = dict(s.split("=") for s in bq.schedule_overrides("cpu_fast", 1500))
@@ -21,17 +31,19 @@ def test_schedule_is_scaled_with_the_iterations():
 def test_tiny_grid_runs_caches_and_reports(tmp_path):
     bq = load_tool("bench_quality")
     args = ["--out", str(tmp_path / "bq"), "--objects", "5", "--windows", "9", "--frames", "10", "--size", "40",
+            "--seeds", "1", "--stress-windows",
             "--iterations", "80", "--json", str(tmp_path / "q.json"), "--md", str(tmp_path / "q.md"),
             "--figure", str(tmp_path / "u.png")]
     assert bq.main(args) == 0
     doc = json.loads((tmp_path / "q.json").read_text())
-    assert set(doc["average"]) == set("abcdef")
+    assert set(doc["average"]) == set("abcdefg") and doc["version"] == 2
+    assert list(doc["cells"]) == ["5/9 paper"] and doc["cells"]["5/9 paper"]["seeds"] == [1]
     cell = doc["scenes"][0]
     assert cell["methods"]["a"]["psnr"] is None and cell["methods"]["f"]["psnr"] > 0
-    for m in "bcdef":
-        assert 0 <= cell["methods"][m]["pq"] <= 100
+    for m in "bcdefg":
+        assert 0 <= cell["methods"][m]["pq"] <= 100 and 0 <= cell["methods"][m]["pq_things"] <= 100
     assert set(cell["uncertainty"]) == {"prob", "full"}  # a deterministic model's variance is constant
-    assert (tmp_path / "u.png").stat().st_size > 0 and "| (f)" in (tmp_path / "q.md").read_text()
+    assert (tmp_path / "u.png").stat().st_size > 0 and "| (g)" in (tmp_path / "q.md").read_text()
     # a second run trains nothing: every cell is cached
     results = sorted((tmp_path / "bq" / "runs").glob("*/*/result.json"))
     stamps = [p.stat().st_mtime_ns for p in results]
