@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +32,9 @@ import numpy as np
 from pcf_gs.config import DataConfig
 from pcf_gs.data import images as imgio
 from pcf_gs.data.predictions import find_ground_truth, find_predictions
-from pcf_gs.data.scene import ClassTable, Frame, Normalization, Scene
+from pcf_gs.data.loading import load_frames, normalize_frames
+from pcf_gs.data.scene import ClassTable, Frame, Scene
 from pcf_gs.errors import DataError
-from pcf_gs.progress import progress_bar
 
 log = logging.getLogger("pcf_gs")
 
@@ -150,13 +149,7 @@ def build_capture_scene(
         W, H = imgio.target_size(w, h, 1 if small else cfg.downscale, cfg.max_size)
         return _frame(v, rgb, K, sem, ins, conf, gt_sem, gt_ins, valid, W, H)
 
-    with ThreadPoolExecutor(max_workers=4) as pool, progress_bar(
-        f"loading {root.name}", total=len(views), enabled=progress
-    ) as advance:
-        frames = []
-        for fr in pool.map(load_one, views):
-            frames.append(fr)
-            advance()
+    frames = load_frames(load_one, views, root, progress)
 
     if preds is not None:
         sem_max = max(int(f.semantics.max(initial=0)) for f in frames)
@@ -170,9 +163,7 @@ def build_capture_scene(
         log.warning("%s: %d of %d images have no prediction; they train appearance only", root, n_unlabelled, len(views))
     _common_size(frames, root)
 
-    norm = Normalization.from_cameras(np.stack([f.c2w for f in frames])) if cfg.normalize else Normalization()
-    for f in frames:
-        f.c2w = norm.world_to_scene_c2w(f.c2w).astype(np.float32)
+    norm = normalize_frames(frames, cfg.normalize)
     pts = cols = None
     if points is not None and len(points):
         pts = norm.world_to_scene_points(points).astype(np.float32)
@@ -189,20 +180,25 @@ def build_capture_scene(
 
 
 def _frame(v, rgb, K, sem, ins, conf, gt_sem, gt_ins, valid, W, H) -> Frame:
-    h, w = rgb.shape[:2]
-    near = lambda a: None if a is None else imgio.resize_nearest(a, W, H)  # noqa: E731
-    return Frame(
-        name=v.key.replace("/", "__"),
-        rgb=imgio.resize_image(rgb, W, H),
-        K=imgio.scale_intrinsics(K, W / w, H / h).astype(np.float32),
-        c2w=np.asarray(v.c2w, np.float64),
-        semantics=near(sem).astype(np.int32),
-        instances=near(ins).astype(np.int32),
-        confidence=imgio.resize_image(conf.astype(np.float32), W, H),
-        gt_semantics=near(gt_sem),
-        gt_instances=near(gt_ins),
-        valid=near(valid),
+    f = Frame(
+        name=v.key.replace("/", "__"), rgb=rgb, K=K, c2w=np.asarray(v.c2w, np.float64),
+        semantics=sem.astype(np.int32), instances=ins.astype(np.int32), confidence=conf.astype(np.float32),
+        gt_semantics=gt_sem, gt_instances=gt_ins, valid=valid,
     )
+    _resize_frame(f, W, H)
+    return f
+
+
+def _resize_frame(f: Frame, W: int, H: int) -> None:
+    """Resample a frame to W x H in place: the image (area / bilinear), label maps and mask (nearest),
+    the confidence, and K scaled per axis (float32)."""
+    near = lambda a: None if a is None else imgio.resize_nearest(a, W, H)  # noqa: E731
+    f.K = imgio.scale_intrinsics(f.K, W / f.width, H / f.height).astype(np.float32)
+    f.rgb = imgio.resize_image(f.rgb, W, H)
+    f.semantics, f.instances = near(f.semantics), near(f.instances)
+    f.gt_semantics, f.gt_instances, f.valid = near(f.gt_semantics), near(f.gt_instances), near(f.valid)
+    if f.confidence is not None:
+        f.confidence = imgio.resize_image(f.confidence, W, H)
 
 
 def _common_size(frames: list[Frame], root: Path) -> None:
@@ -211,20 +207,10 @@ def _common_size(frames: list[Frame], root: Path) -> None:
     if len(sizes) <= 1:
         return
     (W, H), _ = sizes.most_common(1)[0]
-    n = 0
-    for f in frames:
-        if (f.width, f.height) == (W, H):
-            continue
-        sx, sy = W / f.width, H / f.height
-        near = lambda a: None if a is None else imgio.resize_nearest(a, W, H)  # noqa: E731
-        f.K = imgio.scale_intrinsics(f.K, sx, sy).astype(np.float32)
-        f.rgb = imgio.resize_image(f.rgb, W, H)
-        f.semantics, f.instances = near(f.semantics), near(f.instances)
-        f.gt_semantics, f.gt_instances, f.valid = near(f.gt_semantics), near(f.gt_instances), near(f.valid)
-        if f.confidence is not None:
-            f.confidence = imgio.resize_image(f.confidence, W, H)
-        n += 1
-    log.warning("%s: %d image(s) resampled to the common size %dx%d (intrinsics scaled per axis)", root, n, W, H)
+    odd = [f for f in frames if (f.width, f.height) != (W, H)]
+    for f in odd:
+        _resize_frame(f, W, H)
+    log.warning("%s: %d image(s) resampled to the common size %dx%d (intrinsics scaled per axis)", root, len(odd), W, H)
 
 
 def _gt_class_map(gt, preds, root: Path) -> np.ndarray:

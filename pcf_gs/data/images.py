@@ -41,6 +41,22 @@ def read_rgb(path: Path) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+def read_id_png(path: Path, what: str = "label") -> np.ndarray:
+    """Single-channel 8/16-bit PNG of ids (labels, instance maps) -> [H, W] int32."""
+    if not path.is_file():
+        raise DataError(f"{what} file not found", path)
+    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if a is None or a.size == 0:
+        raise DataError(f"cannot read {what} image (corrupt or unsupported format)", path)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim != 2:
+        raise DataError(f"expected a single-channel {what} PNG, got {a.shape[2]} channels", path)
+    if a.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"{what} PNG has unsupported dtype {a.dtype}", path)
+    return a.astype(np.int32)
+
+
 def read_npy(path: Path, kind: str) -> np.ndarray:
     """Load a 2D map from ``.npy``; ``kind`` ("label" or "confidence") picks the checks."""
     if not path.is_file():

@@ -26,19 +26,17 @@ otherwise: ``metadata["pcf_gs"]["classes"]`` (a class table) and
 
 from __future__ import annotations
 
-import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from pcf_gs.config import DataConfig
 from pcf_gs.data import images as imgio
-from pcf_gs.data.scene import ClassTable, Frame, Normalization, Scene
+from pcf_gs.data.loading import load_frames, normalize_frames, read_json
+from pcf_gs.data.scene import ClassTable, Frame, Scene
 from pcf_gs.errors import DataError
 from pcf_gs.geometry import kubric_to_opencv
-from pcf_gs.progress import progress_bar
 
 log = logging.getLogger("pcf_gs")
 
@@ -95,15 +93,6 @@ def read_kubric_cameras(meta: dict, width: int, height: int, path: Path) -> tupl
     return K, c2w
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise DataError("file not found", path)
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"not valid JSON ({e})", path) from None
-
-
 def _check_folder(folder: Path, stems: list[str], ext: str, required: bool) -> bool:
     """True if ``folder`` holds one ``<stem><ext>`` per frame; error if it is incomplete."""
     if not folder.is_dir():
@@ -148,7 +137,7 @@ def load_messy_rooms(root: str | Path, cfg: DataConfig | None = None, progress: 
     images = list_frames(root / "color")
     stems = [p.stem for p in images]
     meta_path = root / "metadata.json"
-    meta = _read_json(meta_path)
+    meta = read_json(meta_path)
 
     first = imgio.read_rgb(images[0])
     H0, W0 = first.shape[:2]
@@ -229,18 +218,8 @@ def load_messy_rooms(root: str | Path, cfg: DataConfig | None = None, progress: 
             valid=valid,
         )
 
-    frames: list[Frame] = [None] * len(stems)  # type: ignore[list-item]
-    with ThreadPoolExecutor(max_workers=4) as pool, progress_bar(
-        f"loading {root.name}", total=len(stems), enabled=progress
-    ) as advance:
-        for i, fr in zip(range(len(stems)), pool.map(load_one, range(len(stems)))):
-            frames[i] = fr
-            advance()
-
-    world_c2w = np.stack([f.c2w for f in frames])
-    norm = Normalization.from_cameras(world_c2w) if cfg.normalize else Normalization()
-    for f in frames:
-        f.c2w = norm.world_to_scene_c2w(f.c2w).astype(np.float32)
+    frames = load_frames(load_one, range(len(stems)), root, progress)
+    norm = normalize_frames(frames, cfg.normalize)
 
     points = colors = None
     if (root / "points3d.ply").is_file():

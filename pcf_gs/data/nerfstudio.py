@@ -23,12 +23,12 @@ The poses' frame is the capture frame: outputs are written back in it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from pcf_gs.config import DataConfig
+from pcf_gs.data.loading import read_json
 from pcf_gs.data.scene import Scene
 from pcf_gs.errors import DataError
 from pcf_gs.geometry import blender_to_opencv
@@ -105,12 +105,7 @@ def load_nerfstudio(root: str | Path, cfg: DataConfig | None = None, progress: b
     cfg = cfg or DataConfig()
     root = Path(root)
     path = root / "transforms.json"
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"not valid JSON ({e})", path) from None
-    if not isinstance(meta, dict):
-        raise DataError("expected a JSON object", path)
+    meta = read_json(path, obj=True)
     frames = meta.get("frames")
     if not isinstance(frames, list) or not frames:
         raise DataError('no "frames" (or an empty list)', path)

@@ -36,11 +36,9 @@ from __future__ import annotations
 import builtins
 import importlib
 import io
-import json
 import logging
 import pickle
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -48,9 +46,9 @@ import numpy as np
 
 from pcf_gs.config import DataConfig
 from pcf_gs.data import images as imgio
-from pcf_gs.data.scene import ClassInfo, ClassTable, Frame, Normalization, Scene
+from pcf_gs.data.loading import load_frames, normalize_frames, read_json
+from pcf_gs.data.scene import ClassInfo, ClassTable, Frame, Scene
 from pcf_gs.errors import DataError
-from pcf_gs.progress import progress_bar
 
 log = logging.getLogger("pcf_gs")
 
@@ -104,10 +102,7 @@ def list_frames(color_dir: Path) -> list[str]:
 
 def read_splits(path: Path, stems: list[str]) -> tuple[list[str], list[str], str]:
     """``splits.json`` -> (train stems, test stems, key used for test), validated against color/."""
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"not valid JSON ({e})", path) from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise DataError('expected a JSON object with "train" and "test" lists', path)
     test_key = "test" if "test" in data else "val" if "val" in data else None
@@ -352,22 +347,6 @@ def read_class_table(path: Path) -> tuple[ClassTable, list[int], list[int], list
 # ----------------------------------------------------------------------------- label maps
 
 
-def read_label_png(path: Path) -> np.ndarray:
-    """Single-channel 8/16-bit PNG of ids -> [H, W] int32."""
-    if not path.is_file():
-        raise DataError("label file not found", path)
-    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if a is None or a.size == 0:
-        raise DataError("cannot read label image (corrupt or unsupported format)", path)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    if a.ndim != 2:
-        raise DataError(f"expected a single-channel label PNG, got {a.shape[2]} channels", path)
-    if a.dtype not in (np.uint8, np.uint16):
-        raise DataError(f"label PNG has unsupported dtype {a.dtype}", path)
-    return a.astype(np.int32)
-
-
 class _SizeFitter:
     """Bring maps of (nearly) the colour aspect ratio to the loaded size; warn once per folder."""
 
@@ -503,7 +482,7 @@ def load_panoptic_lifting(root: str | Path, cfg: DataConfig | None = None, progr
 
         def label(folder: str, semantic: bool = False) -> np.ndarray:
             p = root / folder / f"{stem}.png"
-            lab = read_label_png(p)
+            lab = imgio.read_id_png(p)
             if semantic:  # checked at full size, so the outcome does not depend on downscaling
                 lab = _dense(lab, lut, class_ids, p)
             return fit(lab, p)
@@ -539,18 +518,8 @@ def load_panoptic_lifting(root: str | Path, cfg: DataConfig | None = None, progr
             valid=valid,
         )
 
-    frames: list[Frame] = [None] * len(stems)  # type: ignore[list-item]
-    with ThreadPoolExecutor(max_workers=4) as pool, progress_bar(
-        f"loading {root.name}", total=len(stems), enabled=progress
-    ) as advance:
-        for i, fr in zip(range(len(stems)), pool.map(load_one, range(len(stems)))):
-            frames[i] = fr
-            advance()
-
-    world_c2w = np.stack([f.c2w for f in frames])
-    norm = Normalization.from_cameras(world_c2w) if cfg.normalize else Normalization()
-    for f in frames:
-        f.c2w = norm.world_to_scene_c2w(f.c2w).astype(np.float32)
+    frames = load_frames(load_one, range(len(stems)), root, progress)
+    norm = normalize_frames(frames, cfg.normalize)
 
     loaded = set(stems)
     faulty = [int(lut[c]) for c in FAULTY_CLASSES if c < len(lut) and lut[c] >= 0]

@@ -33,7 +33,6 @@ no semantics or instances.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ import cv2
 import numpy as np
 
 from pcf_gs.data import images as imgio
+from pcf_gs.data.loading import read_json
 from pcf_gs.data.scene import ClassInfo, ClassTable
 from pcf_gs.errors import DataError
 
@@ -76,16 +76,6 @@ def read_panoptic_png(path: Path) -> np.ndarray:
     return rgb_to_id(a[..., 2::-1])  # BGR(A) -> RGB
 
 
-def read_instance_png(path: Path) -> np.ndarray:
-    """[H,W] int64 ids of a single-channel 8/16-bit instance map."""
-    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if a is None or a.size == 0:
-        raise DataError("cannot read instance map (corrupt or unsupported)", path)
-    if a.ndim != 2 or a.dtype not in (np.uint8, np.uint16):
-        raise DataError(f"an instance map must be a single-channel 8- or 16-bit PNG, got shape {a.shape} {a.dtype}", path)
-    return a.astype(np.int64)
-
-
 def read_confidence(path: Path) -> np.ndarray:
     """[H,W] float32 in [0, 1] from a uint8/uint16 PNG or a float ``.npy``."""
     if path.suffix == ".npy":
@@ -94,16 +84,6 @@ def read_confidence(path: Path) -> np.ndarray:
     if a is None or a.ndim != 2 or a.dtype not in (np.uint8, np.uint16):
         raise DataError("a confidence PNG must be a single-channel 8- or 16-bit image", path)
     return (a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 65535.0)).clip(0, 1)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"not valid JSON ({e})", path) from None
-    if not isinstance(d, dict):
-        raise DataError("expected a JSON object", path)
-    return d
 
 
 @dataclass
@@ -118,7 +98,7 @@ class _CocoPanoptic:
 
     @classmethod
     def open(cls, folder: Path, json_path: Path) -> "_CocoPanoptic":
-        d = _read_json(json_path)
+        d = read_json(json_path, obj=True)
         cats, anns = d.get("categories"), d.get("annotations")
         if not isinstance(cats, list) or not cats:
             raise DataError('no "categories" list', json_path)
@@ -216,7 +196,7 @@ class PredictionSource:
                 conf = labelled.astype(np.float32)
         else:
             path = self.root / INSTANCES / f"{key}.png"
-            raw = read_instance_png(path)
+            raw = imgio.read_id_png(path, "instance map").astype(np.int64)
             ins = _renumber(raw)
             sem = (raw > 0).astype(np.int32)
             conf = np.ones(raw.shape, np.float32)
