@@ -126,6 +126,9 @@ class TrainConfig:
     sh_increase_every: int = 1000
     """Raise the SH degree in use by one every this many steps (3DGS)."""
     cross_view_neighbours: int = 4
+    cross_view_min_samples: int = 10
+    """A 2D instance enters the cross-view loss when more than this many of the step's sampled pixels
+    (``pixels_per_view``) fall on it: its centroid is a mean over samples, not over the mask."""
     """The second view of a cross-view pair is one of this many nearest cameras."""
     max_nonfinite_steps: int = 20
     """Stop after this many consecutive steps with a non-finite loss."""
@@ -138,6 +141,10 @@ class SegmentConfig:
     clustering: Literal["mvoa", "hdbscan"] = "mvoa"
     min_pixels: int = 10
     """MVOA: smallest 2D mask (pixels) that becomes a node."""
+    node_pixels: Literal["mask", "thing"] = "mask"
+    """MVOA: the pixels of a 2D mask that make its node: all of them (``mask``), or only those the model renders
+    as a thing class (``thing``, the released code), which keeps boundary-noise pixels on the room out of the
+    node means."""
     threshold: float = 0.5
     """MVOA suppression threshold T; < 0 means adaptive (the released code). The adaptive T rises with object
     density (0.71 at 25 objects, 0.85 at 100 on synthetic scenes) and then keeps one object's nodes from different

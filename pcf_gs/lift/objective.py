@@ -93,7 +93,7 @@ def _add_instance_terms(out, total, feats, ids, spec, cfg, views, sampler, cross
         conc.append(losses.concentration_loss(mu[:h], var[:h], lab[:h], mus[h:], vars_[h:], lab[h:], cf[:h]))
         if spec.embedding == "probabilistic":
             reg.append(losses.variance_regularizer(var))
-        cents.append(losses.view_centroids(mu, var, lab, min_pixels=cfg.segment.min_pixels))
+        cents.append(losses.view_centroids(mu, var, lab, min_pixels=tc.cross_view_min_samples))
     if con:
         out["contrastive"] = torch.stack(con).mean()
         out["concentration"] = torch.stack(conc).mean()

@@ -104,9 +104,15 @@ class GaussianClasses:
         return feats["semantics"].argmax(-1)
 
 
-def embed_train_views(run: Run, scene, cfg: Config, progress: bool = True) -> MaskEmbeddings:
-    """Step 1: the embeddings of every training view's 2D instance-mask pixels (valid pixels only)."""
+def embed_train_views(run: Run, scene, cfg: Config, progress: bool = True,
+                      classes: GaussianClasses | None = None) -> MaskEmbeddings:
+    """Step 1: the embeddings of every training view's 2D instance-mask pixels (valid pixels only); with
+    ``segment.node_pixels=thing`` only those whose class by ``classes`` (required then) is a thing."""
     emb = MaskEmbeddings()
+    thing_only = cfg.segment.node_pixels == "thing"
+    if thing_only and classes is None:
+        raise ValueError("node_pixels=thing needs the per-Gaussian classes")
+    is_thing = torch.from_numpy(scene.classes.is_thing_array())
     with progress_bar("embed train views", len(run.train_ids), enabled=progress) as adv:
         for i in run.train_ids:
             f = render_view_features(run, i, cfg)
@@ -114,6 +120,8 @@ def embed_train_views(run: Run, scene, cfg: Config, progress: bool = True) -> Ma
             m = torch.from_numpy(fr.instances > 0)
             if fr.valid is not None:
                 m &= torch.from_numpy(fr.valid)
+            if thing_only:
+                m &= is_thing[classes.pixel_classes(run, i, f, cfg)]
             emb.mu.append(f["mu"][m])
             emb.var.append(f["var"][m])
             emb.ids.append(torch.from_numpy(fr.instances.astype(np.int64))[m])
@@ -162,23 +170,29 @@ def colorize(sem: np.ndarray, ins: np.ndarray, rgb: np.ndarray, palette: np.ndar
     return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def instance_map(feats: dict, sem: torch.Tensor, protos: Prototypes, is_thing: np.ndarray) -> torch.Tensor:
+    """[H, W] instance ids of one view: thing pixels (by class map ``sem`` [H, W]) take the prototype of
+    highest K (index + 1), the rest 0. ``feats``: :func:`render_view_features` of the view."""
+    thing = torch.from_numpy(is_thing)[sem]
+    ins = torch.zeros(sem.shape, dtype=torch.long)
+    if len(protos) and bool(thing.any()):
+        idx, _ = assign(feats["mu"][thing], feats["var"][thing], protos.mu, protos.var)
+        ins[thing] = idx + 1
+    return ins
+
+
 def label_views(run: Run, ids: list[int], out: Path, protos: Prototypes, classes: GaussianClasses,
                 is_thing: np.ndarray, palette: np.ndarray, cfg: Config, progress: bool = True) -> None:
     """Step 3: pixel labels of views ``ids``, written as OUT/pred_semantics/<frame>.png (class ids),
     OUT/pred_surrogateid/<frame>.png (instance = prototype index + 1, 0 = stuff), both uint16,
     and OUT/vis/<frame>.png (:func:`colorize`)."""
-    H, W = run.height, run.width
     for d in ("pred_semantics", "pred_surrogateid", "vis"):
         (out / d).mkdir()
     with progress_bar("segment views", len(ids), enabled=progress) as adv:
         for i in ids:
             f = render_view_features(run, i, cfg, rgb=True)
             sem = classes.pixel_classes(run, i, f, cfg)
-            thing = torch.from_numpy(is_thing)[sem]
-            ins = torch.zeros(H, W, dtype=torch.long)
-            if len(protos) and bool(thing.any()):
-                idx, _ = assign(f["mu"][thing], f["var"][thing], protos.mu, protos.var)
-                ins[thing] = idx + 1
+            ins = instance_map(f, sem, protos, is_thing)
             name = run.frames[i]
             cv2.imwrite(str(out / "pred_semantics" / f"{name}.png"), sem.numpy().astype(np.uint16))
             cv2.imwrite(str(out / "pred_surrogateid" / f"{name}.png"), ins.numpy().astype(np.uint16))
@@ -271,11 +285,11 @@ def run_segment(
     is_thing = scene.classes.is_thing_array()
     ids_out = run.split_ids(split)
 
-    protos = find_prototypes(embed_train_views(run, scene, cfg, progress), cfg)
+    classes = gaussian_classes(run, scene, cfg)
+    protos = find_prototypes(embed_train_views(run, scene, cfg, progress, classes), cfg)
     info: dict = {"clustering": cfg.segment.clustering, **protos.info, "prototypes": int(len(protos))}
     palette = distinct_colors(len(protos) + 1)
     info["semantics"] = cfg.segment.semantics
-    classes = gaussian_classes(run, scene, cfg)
 
     with atomic_dir(out, overwrite=True) as tmp:
         label_views(run, ids_out, tmp, protos, classes, is_thing, palette, cfg, progress)

@@ -26,6 +26,7 @@ FAST = [
     "--set", "train.checkpoint_every=8",
     "--set", "train.sh_increase_every=10",
     "--set", "segment.min_pixels=2",
+    "--set", "train.cross_view_min_samples=2",
 ]
 
 

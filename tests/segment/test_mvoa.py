@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+import pytest
+
 import torch
 
 from pcf_gs.segment.mvoa import Nodes, adaptive_threshold, assign, associate, build_nodes, hdbscan_prototypes, refine_prototypes
@@ -140,3 +143,32 @@ def test_refine_keeps_count_when_a_prototype_loses_its_members():
     pm, pv = refine_prototypes(nodes, torch.tensor([0, 2, 0]), rounds=1)
     assert pm.shape == (3, 3) and torch.isfinite(pm).all() and torch.isfinite(pv).all()
     assert torch.allclose(pm[0], mu[:2].mean(0)) and torch.equal(pm[2], mu[0]) and torch.equal(pm[1], mu[2])
+
+
+def test_node_pixels_thing_keeps_only_pixels_rendered_as_things(monkeypatch):
+    """segment.node_pixels=thing (the released code): mask pixels the model renders as stuff stay out of the nodes."""
+    from types import SimpleNamespace
+
+    import pcf_gs.segment.pipeline as pl
+    from pcf_gs.config import Config
+
+    H = W = 4
+    inst = np.zeros((H, W), np.int32)
+    inst[:, :2], inst[:, 2:] = 1, 2
+    mu = torch.arange(H * W, dtype=torch.float32).reshape(H, W, 1).repeat(1, 1, 3)
+    monkeypatch.setattr(pl, "render_view_features", lambda run, i, cfg, rgb=False: {"mu": mu, "var": torch.ones(H, W, 3)})
+    sem = torch.ones(H, W, dtype=torch.long)
+    sem[:, 1] = 0  # column 1: boundary noise the model renders as the room
+    classes = SimpleNamespace(pixel_classes=lambda run, i, f, cfg: sem)
+    scene = SimpleNamespace(frames=[SimpleNamespace(instances=inst, valid=None)],
+                            classes=SimpleNamespace(is_thing_array=lambda: np.array([False, True])))
+    run = SimpleNamespace(train_ids=[0])
+    cfg = Config()
+    full = pl.embed_train_views(run, scene, cfg, progress=False, classes=classes)
+    assert len(full.ids[0]) == 16
+    cfg.segment.node_pixels = "thing"
+    kept = pl.embed_train_views(run, scene, cfg, progress=False, classes=classes)
+    assert len(kept.ids[0]) == 12 and sorted(set(kept.ids[0].tolist())) == [1, 2]
+    assert not any(int(v) % W == 1 for v in kept.mu[0][:, 0])  # no pixel of column 1
+    with pytest.raises(ValueError):
+        pl.embed_train_views(run, scene, cfg, progress=False)
