@@ -45,14 +45,17 @@ def _thing_ids(f, is_thing: np.ndarray) -> np.ndarray:
 
 def object_table(scene, pred_dir: Path, split: str = "test") -> list[dict]:
     """Rows as in the module docstring, one per ground-truth thing object of ``split``, largest first."""
+    from pcf_gs.data.images import resize_nearest
     from pcf_gs.evaluation.evaluate import read_label_png
 
     is_thing = scene.classes.is_thing_array()
     frames = scene.split(split)
     P, G = [], []
     for f in frames:
-        sem = read_label_png(pred_dir / "pred_semantics" / f"{f.name}.png")
-        ins = read_label_png(pred_dir / "pred_surrogateid" / f"{f.name}.png")
+        # a run trained below the scene's resolution (data.max_size) segments at its own size
+        h, w = f.gt_instances.shape
+        sem = resize_nearest(read_label_png(pred_dir / "pred_semantics" / f"{f.name}.png"), w, h)
+        ins = resize_nearest(read_label_png(pred_dir / "pred_surrogateid" / f"{f.name}.png"), w, h)
         P.append(np.where(_thing_mask(sem, is_thing), ins, 0).ravel())
         G.append(_thing_ids(f, is_thing).ravel())
     P, G = np.concatenate(P), np.concatenate(G)

@@ -17,6 +17,7 @@ object count (parsed from bench_quality's scene names, ``o<N>_...``; otherwise o
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import re
@@ -40,7 +41,9 @@ def group_of(run_dir: Path) -> str:
 class RenderedRun:
     """A run's training and test views rendered once: embeddings, classes and the test ground truth."""
 
-    def __init__(self, run_dir: Path, base_sets: list[str]):
+    def __init__(self, run_dir: Path, base_sets: list[str], scale: int = 1):
+        import dataclasses
+
         import torch
 
         from pcf_gs.config import apply_overrides
@@ -53,6 +56,11 @@ class RenderedRun:
 
         self.run = Run.load(run_dir)
         self.cfg = apply_overrides(self.run.config, base_sets)
+        if scale != 1:  # render and label at scale x the training resolution, from the scene loaded to match
+            r = self.run
+            self.run = dataclasses.replace(r, K=r.K * torch.tensor([scale, scale, 1.0])[:, None], width=r.width * scale,
+                                           height=r.height * scale)
+            self.cfg.data.max_size *= scale
         self.scene = load_scene(self.run.root, self.cfg.data, progress=False)
         self.is_thing = self.scene.classes.is_thing_array()
         classes = gaussian_classes(self.run, self.scene, self.cfg)
@@ -83,7 +91,7 @@ class RenderedRun:
         from pcf_gs.evaluation.evaluate import EVAL_SIZE, score
         from pcf_gs.segment.pipeline import MaskEmbeddings, find_prototypes, instance_map
 
-        cfg = apply_overrides(self.cfg, sets)
+        cfg = apply_overrides(copy.deepcopy(self.cfg), sets)  # applies in place
         emb = MaskEmbeddings()
         for mu, var, ids, thing in self.train:
             keep = thing if cfg.segment.node_pixels == "thing" else slice(None)
@@ -117,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=K=V[,K=V]",
                     help="a named list of segment overrides; 'base=' is today's defaults")
     ap.add_argument("--out", type=Path, default=Path("/tmp/sweep_segment"), help="cache folder")
+    ap.add_argument("--scale", type=int, default=1, help="segment at this multiple of the training resolution")
     ap.add_argument("--json", type=Path, default=Path("sweep_segment.json"))
     a = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
@@ -130,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     results: dict = {}
     for run_dir in a.runs:
-        cache = a.out / variant_key([str(run_dir.resolve())])
+        cache = a.out / variant_key([str(run_dir.resolve())] + ([f"scale {a.scale}"] if a.scale != 1 else []))
         cache.mkdir(parents=True, exist_ok=True)
         rendered = None
         for name, sets in variants.items():
@@ -140,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 if rendered is None:
                     console.print(f"render {run_dir}")
-                    rendered = RenderedRun(run_dir, base)
+                    rendered = RenderedRun(run_dir, base, a.scale)
                 r = rendered.measure(sets)
                 f.write_text(json.dumps(r) + "\n")
             results.setdefault(name, {})[str(run_dir)] = r
