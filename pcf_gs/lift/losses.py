@@ -34,6 +34,7 @@ def pixel_contrastive_loss(
     var_s: torch.Tensor,
     lab_s: torch.Tensor,
     temperature: float = 1.0,
+    balanced: bool = False,
 ) -> torch.Tensor:
     r"""Eq. 2, the PP-kernel pixel contrastive loss (softmax over similarities).
 
@@ -42,15 +43,30 @@ def pixel_contrastive_loss(
 
     mu_f, var_f [Pf, N], lab_f [Pf]; mu_s, var_s [Ps, N], lab_s [Ps] (slow,
     treated as constants). Rows with no positive are left out. ``t`` is the
-    temperature (the released code uses t = 1). Returns a scalar.
+    temperature (the released code uses t = 1).
+
+    ``balanced``: a temperature per row p instead, from its own counts of positives n+ and negatives n-:
+
+    .. math:: 1/t_p = \max(1, \log(n^-_p / n^+_p))
+
+    Since K is in (0, 1], a fixed t caps how far the loss can fall: with every positive at K = 1 and every
+    negative at K = 0 the positives hold n+ e^{1/t} / (n+ e^{1/t} + n-) of the softmax mass, which shrinks
+    as a view shows more objects (n-/n+ grows). The balanced t makes that perfect-separation share 1/2 for
+    every row, whatever the object count or object size (and never flatter than t = 1). Returns a scalar.
     """
     if mu_f.shape[0] == 0 or mu_s.shape[0] == 0:
         return mu_f.sum() * 0.0
-    logits = torch.exp(pairwise_pp_log_kernel(mu_f, var_f, mu_s, var_s)) / temperature  # [Pf, Ps]
     pos = lab_f[:, None] == lab_s[None, :]
     has_pos = pos.any(1)
     if not bool(has_pos.any()):
         return mu_f.sum() * 0.0
+    k = torch.exp(pairwise_pp_log_kernel(mu_f, var_f, mu_s, var_s))  # [Pf, Ps]
+    if balanced:
+        n_pos = pos.sum(1).clamp_min(1).to(k.dtype)
+        inv_t = torch.log((pos.shape[1] - n_pos) / n_pos).clamp_min(1.0)  # no negatives: -inf -> 1
+        logits = k * inv_t[:, None]
+    else:
+        logits = k / temperature
     log_all = torch.logsumexp(logits, dim=1)
     log_pos = torch.logsumexp(logits.masked_fill(~pos, float("-inf")), dim=1)
     return (log_all - log_pos)[has_pos].mean()

@@ -89,7 +89,8 @@ def _add_instance_terms(out, total, feats, ids, spec, cfg, views, sampler, cross
         lab = views.inst[i].reshape(-1)[pix]
         cf = views.conf[i].reshape(-1)[pix]
         h = len(pix) // 2
-        con.append(losses.pixel_contrastive_loss(mu[:h], var[:h], lab[:h], mus[h:], vars_[h:], lab[h:], tc.temperature))
+        con.append(losses.pixel_contrastive_loss(mu[:h], var[:h], lab[:h], mus[h:], vars_[h:], lab[h:], tc.temperature,
+                                                 balanced=tc.balanced_temperature))
         conc.append(losses.concentration_loss(mu[:h], var[:h], lab[:h], mus[h:], vars_[h:], lab[h:], cf[:h]))
         if spec.embedding == "probabilistic":
             reg.append(losses.variance_regularizer(var))

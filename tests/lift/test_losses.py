@@ -135,3 +135,30 @@ def test_ssim_matches_2d_window_formula():
     sxx, syy, sxy = f(a * a) - mx**2, f(b * b) - my**2, f(a * b) - mx * my
     ref = (((2 * mx * my + 1e-4) * (2 * sxy + 9e-4)) / ((mx**2 + my**2 + 1e-4) * (sxx + syy + 9e-4))).mean()
     assert torch.allclose(ssim(x, y), ref, atol=1e-12)
+
+
+def test_balanced_temperature_gives_positives_half_the_mass_at_perfect_separation():
+    # one anchor (label 1) against n+ positives at K = 1 and n- negatives at K ~ 0: loss = log 2 when n-/n+ >= e
+    for n_pos, n_neg in ((1, 9), (3, 40), (2, 6)):
+        mu_s = torch.cat([torch.zeros(n_pos), torch.full((n_neg,), 100.0)])[:, None].double()
+        lab_s = torch.tensor([1] * n_pos + [2] * n_neg)
+        loss = pixel_contrastive_loss(T(0.0)[:, None], T(1.0)[:, None], torch.tensor([1]),
+                                      mu_s, torch.ones_like(mu_s), lab_s, balanced=True)
+        assert math.isclose(loss.item(), math.log(2.0), rel_tol=1e-9)
+    # n-/n+ < e: clamped to t = 1, the released code's loss
+    mu_s = T(0.0, 100.0)[:, None]
+    a = pixel_contrastive_loss(T(0.0)[:, None], T(1.0)[:, None], torch.tensor([1]), mu_s, torch.ones_like(mu_s),
+                               torch.tensor([1, 2]), balanced=True)
+    b = pixel_contrastive_loss(T(0.0)[:, None], T(1.0)[:, None], torch.tensor([1]), mu_s, torch.ones_like(mu_s),
+                               torch.tensor([1, 2]), temperature=1.0)
+    assert a.item() == b.item()
+
+
+def test_balanced_temperature_gradcheck():
+    g = torch.Generator().manual_seed(3)
+    mu_f = torch.randn(5, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    var_f = (torch.rand(5, 3, dtype=torch.float64, generator=g) + 0.5).requires_grad_()
+    mu_s, var_s = torch.randn(12, 3, dtype=torch.float64, generator=g), torch.rand(12, 3, dtype=torch.float64, generator=g) + 0.5
+    lab_f, lab_s = torch.tensor([0, 1, 2, 0, 1]), torch.tensor([0, 1, 2, 3, 3, 3, 3, 3, 3, 3, 0, 1])
+    assert torch.autograd.gradcheck(
+        lambda m, v: pixel_contrastive_loss(m, v, lab_f, mu_s, var_s, lab_s, balanced=True), (mu_f, var_f))
