@@ -130,10 +130,10 @@ class TrainConfig:
     sh_increase_every: int = 1000
     """Raise the SH degree in use by one every this many steps (3DGS)."""
     cross_view_neighbours: int = 4
+    """The second view of a cross-view pair is one of this many nearest cameras."""
     cross_view_min_samples: int = 10
     """A 2D instance enters the cross-view loss when more than this many of the step's sampled pixels
     (``pixels_per_view``) fall on it: its centroid is a mean over samples, not over the mask."""
-    """The second view of a cross-view pair is one of this many nearest cameras."""
     max_nonfinite_steps: int = 20
     """Stop after this many consecutive steps with a non-finite loss."""
     checkpoint_every: int = 2000
