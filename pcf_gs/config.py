@@ -124,6 +124,11 @@ class TrainConfig:
     densify_until: int = 15000
     densify_every: int = 100
     grow_grad2d: float = 0.0002
+    densify_feature_grad: float = 0.0
+    """Weight of the instance/semantic render's 2D-mean gradient added to the colour render's in the densification
+    statistic (0 = colour only, as 3DGS). With detached geometry the feature losses never move the Gaussians, so
+    without it a Gaussian straddling two objects is split only if the colour asks; 1 = the gradient the total
+    loss would have on the 2D means."""
     opacity_reset_every: int = 3000
     max_gaussians: int = 0
     """Cap on the number of Gaussians (0 = none); growth pauses at the cap."""

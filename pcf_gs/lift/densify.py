@@ -50,6 +50,7 @@ class Densifier:
 
     def __init__(self, tc: TrainConfig, device: torch.device, scene_scale: float):
         self.mcmc = tc.strategy == "mcmc"
+        self.feature_weight = 0.0
         refine = dict(
             refine_start_iter=tc.densify_from,
             refine_stop_iter=tc.densify_until if tc.densify else 0,
@@ -63,6 +64,7 @@ class Densifier:
             self.strategy = MCMCStrategy(cap_max=tc.max_gaussians or 1_000_000, **refine)
             self.state = self.strategy.initialize_state()
         else:
+            self.feature_weight = tc.densify_feature_grad
             self.strategy = PcfStrategy(
                 **refine, reset_every=tc.opacity_reset_every, grow_grad2d=tc.grow_grad2d, max_gaussians=tc.max_gaussians
             )
@@ -78,4 +80,15 @@ class Densifier:
         if self.mcmc:
             self.strategy.step_post_backward(params, optimizers, self.state, step, meta, lr=means_lr)
         else:
+            self._add_feature_grad(meta)
             self.strategy.step_post_backward(params, optimizers, self.state, step, meta, packed=False)
+
+    def _add_feature_grad(self, meta: dict) -> None:
+        """Add ``feature_weight`` x the feature render's 2D-mean gradient [C, N, 2] to the colour render's, which
+        gsplat's statistic reads (both renders are unpacked [C, N, 2] over the same cameras and Gaussians)."""
+        feat = meta.get("feature_means2d")
+        if not self.feature_weight or feat is None or feat.grad is None:
+            return
+        rgb = meta["means2d"]
+        add = self.feature_weight * feat.grad.to(rgb.dtype)
+        rgb.grad = add if rgb.grad is None else rgb.grad + add

@@ -149,7 +149,7 @@ def render_rgb(params, viewmats, Ks, width, height, sh_degree_use, *, background
 
 def render_features(
     params, spec: ModelSpec, viewmats, Ks, width, height, *, detach_geometry=True, backend="auto", slow=True,
-    semantic_probs=False, **kw,
+    semantic_probs=False, track_means2d=False, **kw,
 ):
     """Render semantic logits and instance embeddings for C views.
 
@@ -161,10 +161,17 @@ def render_features(
     Returns a dict of [C, H, W, *] tensors: ``semantics`` (K), ``mu``, ``var``
     (E each, var activated per pixel) and, with ``slow``, ``mu_slow``/``var_slow``
     (no gradient). In deterministic mode var is the fixed isotropic variance.
+
+    ``track_means2d`` adds ``means2d`` [C, N, 2] (px), the render's projected centres with their gradient
+    kept after backward, even with detached geometry: the means then enter as a fresh leaf whose
+    gradient reaches nothing else, so the losses still move only their own attributes
+    (``train.densify_feature_grad``).
     """
     from pcf_gs.render import rasterize
 
     means, quats, scales, opac = activated_geometry(params, detach=detach_geometry)
+    if track_means2d and not means.requires_grad:
+        means = means.detach().requires_grad_(True)
     K, E = spec.num_classes, spec.embed_dim
     prob = spec.embedding == "probabilistic"
     sem = torch.softmax(params["semantics"], dim=1) if semantic_probs else params["semantics"]
@@ -176,8 +183,11 @@ def render_features(
         if prob:
             chans.append(params["inst_var_slow"].detach())
     feats = torch.cat(chans, dim=1)
-    out, alpha, _ = rasterize(means, quats, scales, opac, feats, viewmats, Ks, width, height, backend=backend, **kw)
+    out, alpha, meta = rasterize(means, quats, scales, opac, feats, viewmats, Ks, width, height, backend=backend, **kw)
     res = {"semantics": out[..., :K], "alpha": alpha}
+    if track_means2d:
+        res["means2d"] = meta["means2d"]
+        res["means2d"].retain_grad()  # gsplat's means2d is not a leaf
     o = K
     res["mu"] = out[..., o : o + E]
     o += E

@@ -43,7 +43,8 @@ def step_losses(
     params, spec: ModelSpec, cfg: Config, views: TrainViews, sampler: ViewSampler, step: int
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Loss terms of one step (scalars; ``total`` included, ``cross_mined`` a statistic) and the colour
-    render's meta (for densification). Draws the step's views and pixels from ``sampler``."""
+    render's meta (for densification; with ``feature_means2d``, the feature render's 2D means, when
+    ``train.densify_feature_grad`` is on). Draws the step's views and pixels from ``sampler``."""
     tc, rc = cfg.train, cfg.render
     stage = Stage.at(step, cfg, spec, len(views))
     ids = sampler.step_views(stage.cross_view)
@@ -57,10 +58,14 @@ def step_losses(
     out["appearance"] = sum(
         losses.appearance_loss(rgb[c] * vm3[c], gt[c] * vm3[c], tc.ssim_lambda) for c in range(len(ids))
     ) / len(ids)
+    track = tc.densify_feature_grad > 0 and tc.densify and tc.densify_from <= step < tc.densify_until
     feats = render_features(
         params, spec, vm, Ks, views.W, views.H,
         detach_geometry=tc.detach_geometry, backend=rc.backend, slow=stage.instance, eps2d=rc.eps2d,
+        track_means2d=track,
     )
+    if track:
+        meta = {**meta, "feature_means2d": feats["means2d"]}
     sem_logits = feats["semantics"][valid]
     conf = views.conf[idx][valid]
     out["semantic"] = losses.semantic_loss(sem_logits, views.sem[idx][valid], conf)

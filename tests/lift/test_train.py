@@ -198,3 +198,31 @@ def test_mcmc_needs_cuda():
 
     with pytest.raises(UserError, match="CUDA"):
         Densifier(TrainConfig(strategy="mcmc"), torch.device("cpu"), scene_scale=1.0)
+
+
+def _one_step_statistic(root, weight: float):
+    """grad2d statistic and geometry gradients after one instance-stage step with ``densify_feature_grad=weight``."""
+    from pcf_gs.config import load_config
+    from pcf_gs.data import load_scene
+    from pcf_gs.lift.trainer import Trainer
+
+    cfg = load_config(None, [
+        "model.init_points=300", "train.warmup_iterations=0", "train.densify_from=0", "train.densify_every=1000",
+        "train.pixels_per_view=64", f"train.densify_feature_grad={weight}", "data.max_size=32",
+    ])
+    torch.manual_seed(0)
+    tr = Trainer(load_scene(root, cfg.data, progress=False), cfg, root.parent / f"run{weight}", torch.device("cpu"),
+                 progress=False)
+    tr.init_model()
+    tr.train_step(1)
+    grads = {k: tr.params[k].grad.clone() for k in ("means", "scales", "quats", "opacities")}
+    return tr.densifier.state["grad2d"].clone(), grads
+
+
+def test_feature_gradient_enters_densification_only(tiny_mr):
+    root, _ = tiny_mr
+    g0, geo0 = _one_step_statistic(root, 0.0)
+    g1, geo1 = _one_step_statistic(root, 1.0)
+    assert bool((g1 >= 0).all()) and float(g1.sum()) > float(g0.sum()) > 0  # the feature losses ask for splits too
+    for k in geo0:  # but still move no geometry
+        assert torch.equal(geo0[k], geo1[k]), k
