@@ -28,6 +28,8 @@ log = logging.getLogger("pcf_gs")
 
 METRICS_NAME = "metrics.jsonl"
 RATE_WINDOW = 50  # the bar's it/s is over the last 50 steps
+ETA_CHECK_STEPS = 30  # the schedule's length is estimated after this many steps of a run and of each stage
+LONG_RUN_S = 3600.0
 
 
 class TrainingDiverged(RuntimeError):
@@ -44,6 +46,7 @@ def fit(tr: Trainer) -> dict:
     last: dict[str, float] = {}
     step_times: deque[float] = deque(maxlen=RATE_WINDOW)
     bar = progress_bar("train", tc.iterations, tr.progress, completed=tr.step, rate=True, info=True)
+    eta = _LongRunWarning(tr)
     with _stop_on_sigint() as stop_requested:
         try:
             with bar as show, write_metrics as write:
@@ -63,6 +66,7 @@ def fit(tr: Trainer) -> dict:
                     tr.step += 1
                     last = terms
                     step_times.append(time.time() - ts)
+                    eta.check(tr.step, step_times)
                     if tr.step % tc.log_every == 0 or tr.step == tc.iterations:
                         write(_record(tr, terms, t0))
                     if tr.step % tc.checkpoint_every == 0 and tr.step < tc.iterations:
@@ -76,6 +80,32 @@ def fit(tr: Trainer) -> dict:
             tr.save()
             raise
     return {"steps": tr.step, "num_gaussians": len(tr.params["means"]), "last": last, "seconds": time.time() - t0}
+
+
+class _LongRunWarning:
+    """Warn once when the remaining schedule looks longer than an hour on this device.
+
+    The estimate is the recent seconds per step times the steps left, taken ``ETA_CHECK_STEPS`` steps
+    after the start and after each stage change (the instance and cross-view stages cost more per
+    step than the warm-up). It cannot see later growth in the number of Gaussians, so it errs short."""
+
+    def __init__(self, tr: Trainer):
+        tc = tr.cfg.train
+        self.tr, self.warned = tr, False
+        self.checks = {s + ETA_CHECK_STEPS for s in (tr.step, tc.warmup_iterations, tc.cross_view_start) if s >= tr.step}
+
+    def check(self, step: int, step_times: deque) -> None:
+        if self.warned or step not in self.checks:
+            return
+        recent = list(step_times)[-ETA_CHECK_STEPS // 2:]
+        left = (self.tr.cfg.train.iterations - step) * sum(recent) / max(len(recent), 1)
+        if left > LONG_RUN_S:
+            self.warned = True
+            log.warning(
+                "at %.2f s per step the %d steps left take about %.1f h on %s; for a quicker run: "
+                "--config cpu_fast, fewer steps (--set train.iterations=N) or smaller images (--set data.max_size=N)", sum(recent) / len(recent),
+                self.tr.cfg.train.iterations - step, left / 3600, self.tr.device,
+            )
 
 
 def _record(tr: Trainer, terms: dict[str, float], t0: float) -> dict:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from pcf_gs.lift import losses
 from pcf_gs.lift.objective import step_losses
 from pcf_gs.lift.run import scene_record
 
-__all__ = ["LR_KEYS", "Trainer", "TrainingDiverged", "resolve_device", "run_training"]
+__all__ = ["LR_KEYS", "Trainer", "TrainingDiverged", "device_preset", "resolve_device", "run_training"]
 
 log = logging.getLogger("pcf_gs")
 
@@ -183,6 +184,21 @@ class Trainer:
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.state_dict())
 
 
+DEVICE_PRESETS = {"cpu": "cpu_fast", "cuda": "default"}
+
+
+def device_preset(device: torch.device, announce: bool = True) -> str:
+    """The preset `pcf-gs train` uses without ``--config``: the short CPU schedule on a CPU (the 30,000-step
+    GPU recipe would take hours there), the full recipe on CUDA. ``announce`` prints one line saying so."""
+    name = DEVICE_PRESETS.get(device.type, "default")
+    if announce:
+        what = "the short CPU schedule" if name == "cpu_fast" else "the full GPU recipe"
+        other = "default" if name == "cpu_fast" else "cpu_fast"
+        print(f"pcf-gs train: no --config given, training on {device.type} with {what} '{name}' "
+              f"(--config {other} or a YAML file to choose another)", file=sys.stderr, flush=True)
+    return name
+
+
 def run_training(
     data: Path,
     run_dir: Path,
@@ -194,7 +210,8 @@ def run_training(
 ) -> dict:
     """`pcf-gs train`: load data, train (or resume), write RUN/{config.yaml, checkpoint.pt, metrics.jsonl}.
 
-    A new run takes defaults < ``preset`` < ``overrides``. ``--resume`` takes
+    A new run takes defaults < ``preset`` < ``overrides``; with no ``preset``, the device's
+    (:func:`device_preset`). ``--resume`` takes
     the run's saved config < ``overrides`` (e.g. more iterations).
     ``on_step(trainer)``, if given, runs after every step (the live viewer).
     """
@@ -212,6 +229,8 @@ def run_training(
     else:
         if ck_path.exists():
             raise UserError("already holds a trained run; use --resume to continue it or choose another --out", run_dir)
+        if preset is None:
+            preset = device_preset(resolve_device(load_config(None, overrides).device), announce=progress)
         cfg = load_config(preset, overrides)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)

@@ -226,3 +226,27 @@ def test_feature_gradient_enters_densification_only(tiny_mr):
     assert bool((g1 >= 0).all()) and float(g1.sum()) > float(g0.sum()) > 0  # the feature losses ask for splits too
     for k in geo0:  # but still move no geometry
         assert torch.equal(geo0[k], geo1[k]), k
+
+
+def test_no_config_picks_the_device_schedule_and_says_so(tiny_mr, tmp_path, capsys):
+    import yaml
+
+    root, _ = tiny_mr
+    run = tmp_path / "run"
+    assert main(["train", str(root), "--out", str(run), "--device", "cpu", *FAST]) == 0
+    err = capsys.readouterr().err
+    assert "no --config given" in err and "'cpu_fast'" in err and "--config default" in err
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["data"]["max_size"] == 128 and saved["train"]["iterations"] == 24  # the preset, then --set
+
+
+def test_long_schedule_warns_once(tiny_mr, tmp_path, monkeypatch, caplog):
+    from pcf_gs.lift import fit
+
+    monkeypatch.setattr(fit, "ETA_CHECK_STEPS", 4)
+    monkeypatch.setattr(fit, "LONG_RUN_S", 0.0)
+    root, _ = tiny_mr
+    with caplog.at_level("WARNING", logger="pcf_gs"):
+        assert train(root, tmp_path / "run") == 0
+    hits = [r for r in caplog.records if "steps left take about" in r.getMessage()]
+    assert len(hits) == 1 and "20 steps left" in hits[0].getMessage()
