@@ -84,6 +84,11 @@ class TrainConfig:
     cross_view_start: int = 20000
     """The cross-view loss (Eq. 5) is on from here to the end."""
     pixels_per_view: int = 1024
+    semantic_pixels: int = 2048
+    """Valid pixels per view drawn for the semantic loss. The feature render (semantics and embeddings) then
+    composites only those and the instance pixels (:func:`pcf_gs.render.rasterize.rasterize_pixels`, on CPU),
+    reusing the colour pass's projection and tile lists, instead of every pixel. 0: every valid pixel, from a
+    dense render (also used when ``densify_feature_grad`` needs geometry gradients)."""
     balanced_sampling: float = 0.0
     """Fraction of the instance-loss pixels drawn per 2D instance (uniform over instances) rather than
     uniformly over thing pixels, so small objects get samples too. Off: 0.5 measured worse with MVOA

@@ -8,6 +8,7 @@ changes), so the slices are:
 
     batch draw            views and loss pixels (ViewSampler)
     colour / feature      projection fwd, raster fwd (binning + compositing), raster bwd
+    feature pixels        the sampled-pixel feature render (train.semantic_pixels > 0): weights + blend, blend bwd
     projection bwd        both passes (the feature pass's only with train.densify_feature_grad)
     appearance loss       L1 + SSIM forward
     semantic / contrastive / concentration / var reg / cross-view loss   forward
@@ -39,19 +40,20 @@ from rich.table import Table
 
 SLICES = [
     "batch draw", "colour projection fwd", "colour raster fwd", "appearance loss", "feature projection fwd",
-    "feature raster fwd", "semantic loss", "contrastive loss", "concentration loss", "var reg loss",
-    "cross-view loss", "colour raster bwd", "feature raster bwd", "projection bwd", "loss autograd bwd",
+    "feature raster fwd", "feature pixels fwd", "semantic loss", "contrastive loss", "concentration loss", "var reg loss",
+    "cross-view loss", "colour raster bwd", "feature raster bwd", "feature pixels bwd", "projection bwd", "loss autograd bwd",
     "densification", "optimizer", "EMA", "other",
 ]
-PARTS = ["  colour binning", "  feature binning", "  raster bwd reduction"]  # inside the raster slices
+PARTS = ["  colour binning", "  feature binning", "  raster bwd reduction", "  pixel weights"]  # inside the raster slices
 
 
 class Timers:
     """Accumulated seconds per slice; ``wrap`` times a callable under a name (a function of its arguments)."""
 
-    def __init__(self, cuda: bool):
+    def __init__(self, cuda: bool, clock=time.perf_counter):
         self.s: dict[str, float] = defaultdict(float)
         self.cuda = cuda
+        self.clock = clock
         self.render_pass = "colour"
 
     def sync(self) -> None:
@@ -62,12 +64,12 @@ class Timers:
         def timed(*args, **kw):
             key = name(*args, **kw) if callable(name) else name
             self.sync()
-            t = time.perf_counter()
+            t = self.clock()
             try:
                 return fn(*args, **kw)
             finally:
                 self.sync()
-                self.s[key] += time.perf_counter() - t
+                self.s[key] += self.clock() - t
 
         return timed
 
@@ -96,6 +98,11 @@ def instrument_library(timers: Timers) -> None:
     for attr in ("project_gaussians_fused", "project_gaussians"):
         setattr(rasterize, attr, timers.wrap(getattr(rasterize, attr), lambda *a, **k: f"{timers.render_pass} projection fwd"))
     rasterize.composite = timers.wrap(rasterize.composite, lambda *a, **k: f"{timers.render_pass} raster fwd")
+    pixels = importlib.import_module("pcf_gs.render.cpu_pixels")
+    rasterize.rasterize_pixels = timers.wrap(rasterize.rasterize_pixels, "feature pixels fwd")
+    blend_bwd = rasterize._PixelBlend.backward
+    rasterize._PixelBlend.backward = staticmethod(timers.wrap(blend_bwd, "feature pixels bwd"))
+    pixels.pixel_weights = timers.wrap(pixels.pixel_weights, "  pixel weights")
     # parts of the CPU raster slices (also counted in them)
     binning.bin_tiles = timers.wrap(binning.bin_tiles, lambda *a, **k: f"  {timers.render_pass} binning")
     composite.reduce_entries = timers.wrap(composite.reduce_entries, "  raster bwd reduction")
@@ -126,32 +133,33 @@ def instrument_trainer(tr, timers: Timers) -> None:
 
     def pre_backward(*a, **k):
         timers.sync()
-        t = time.perf_counter()
+        t = timers.clock()
         pre(*a, **k)
         timers.sync()
-        mark["t"] = time.perf_counter()
+        mark["t"] = timers.clock()
         timers.s["densification"] += mark["t"] - t
 
     def post_backward(*a, **k):
         timers.sync()
-        t = time.perf_counter()
+        t = timers.clock()
         timers.s["backward"] += t - mark.pop("t", t)
         post(*a, **k)
         timers.sync()
-        timers.s["densification"] += time.perf_counter() - t
+        timers.s["densification"] += timers.clock() - t
 
     d.pre_backward, d.post_backward = pre_backward, post_backward
 
 
-def profile_stage(run_dir: Path, step0: int, steps: int, device: torch.device, timers: Timers) -> dict:
+def profile_stage(run_dir: Path, step0: int, steps: int, device: torch.device, timers: Timers,
+                  overrides: list[str]) -> dict:
     """Milliseconds per step per slice over ``steps`` steps from ``step0``, the model as in the checkpoint."""
-    from pcf_gs.config import config_from_dict
+    from pcf_gs.config import apply_overrides, config_from_dict
     from pcf_gs.data import load_scene
     from pcf_gs.lift.checkpoint import load_checkpoint
     from pcf_gs.lift.trainer import Trainer
 
     ck = load_checkpoint(run_dir)
-    cfg = config_from_dict(ck["config"])
+    cfg = apply_overrides(config_from_dict(ck["config"]), overrides)
     scene = load_scene(Path(ck["scene"]["root"]), cfg.data, progress=False)
     tr = Trainer(scene, cfg, run_dir / "profile_scratch", device, progress=False)
     tr.load_state_dict(ck)
@@ -161,13 +169,13 @@ def profile_stage(run_dir: Path, step0: int, steps: int, device: torch.device, t
     total = 0.0
     for s in range(step0 + 1, step0 + 1 + steps):
         timers.sync()
-        t = time.perf_counter()
+        t = timers.clock()
         tr.train_step(s)
         timers.sync()
-        total += time.perf_counter() - t
+        total += timers.clock() - t
     sec = dict(timers.s)
     bwd = sec.pop("backward", 0.0)
-    inner = sum(sec.get(k, 0.0) for k in ("colour raster bwd", "feature raster bwd", "projection bwd"))
+    inner = sum(sec.get(k, 0.0) for k in ("colour raster bwd", "feature raster bwd", "feature pixels bwd", "projection bwd"))
     sec["loss autograd bwd"] = max(bwd - inner, 0.0)
     sec["other"] = max(total - sum(v for k, v in sec.items() if k not in PARTS), 0.0)
     return {"step": step0, "steps": steps, "num_gaussians": len(tr.params["means"]),
@@ -194,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=0, help="steps per stage (default: the run's densify_every)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--json", default="profile_train.json")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="change a setting of the run's config for the profiled steps (repeatable)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall time, or this process's CPU time (steadier on a busy machine)")
     a = ap.parse_args(argv)
     from pcf_gs.config import config_from_dict
     from pcf_gs.lift.checkpoint import load_checkpoint
@@ -206,10 +218,10 @@ def main(argv: list[str] | None = None) -> int:
               "instance": tc.warmup_iterations + tc.densify_every,
               "cross-view": tc.cross_view_start + 1}
     device = torch.device(a.device)
-    timers = Timers(device.type == "cuda")
+    timers = Timers(device.type == "cuda", time.perf_counter if a.clock == "wall" else time.process_time)
     instrument_library(timers)
-    res = {name: profile_stage(run, s, steps, device, timers) for name, s in points.items() if s < tc.iterations}
-    t = Table(title=f"training step profile ({run}, {a.device}, ms per step over {steps} steps)")
+    res = {name: profile_stage(run, s, steps, device, timers, a.overrides) for name, s in points.items() if s < tc.iterations}
+    t = Table(title=f"training step profile ({run}, {a.device} {' '.join(a.overrides)}, {a.clock} ms per step over {steps} steps)")
     t.add_column("slice")
     for name, r in res.items():
         t.add_column(f"{name}\n(step {r['step']}, {r['num_gaussians']} G)", justify="right")
@@ -217,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         t.add_row(k, *[f"{r['slices_ms'][k]:.1f} ({100 * r['slices_ms'][k] / r['ms_per_step']:.0f}%)" for r in res.values()])
     t.add_row("[bold]step", *[f"[bold]{r['ms_per_step']:.1f}" for r in res.values()])
     Console().print(t)
-    Path(a.json).write_text(json.dumps({"run": str(run), "device": a.device, "stages": res}, indent=2) + "\n")
+    Path(a.json).write_text(json.dumps({"run": str(run), "device": a.device, "clock": a.clock, "overrides": a.overrides,
+                                        "stages": res}, indent=2) + "\n")
     return 0
 
 

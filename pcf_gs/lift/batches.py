@@ -70,14 +70,18 @@ def _nearest_cameras(c2w: torch.Tensor, k: int) -> torch.Tensor:
 class ViewSampler:
     """The run's random draws over ``views``, from one generator seeded with ``seed``.
 
-    ``gen`` and ``order`` (the views left in this epoch) are what a checkpoint saves.
+    ``gen``, ``sem_gen`` (semantic pixels) and ``order`` (the views left in this epoch) are what a
+    checkpoint saves.
     """
 
     def __init__(self, views: TrainViews, seed: int, balanced_fraction: float):
         self.views = views
         self.balanced_fraction = balanced_fraction
         self.gen = torch.Generator().manual_seed(seed)
+        # the semantic pixels' own stream: drawing them leaves the instance pixels as they were
+        self.sem_gen = torch.Generator().manual_seed(seed + 7919)
         self.order: list[int] = []
+        self.valid_pixels = [torch.nonzero(v.reshape(-1)).squeeze(1) for v in views.valid]
         self.index_thing_pixels()
 
     def index_thing_pixels(self) -> None:
@@ -128,3 +132,10 @@ class ViewSampler:
         off = (torch.rand(nb, generator=self.gen).to(cand.device) * cnt[g]).long().clamp_max(cnt[g] - 1)
         out = torch.cat([uni, pix[start[g] + off]])
         return out[torch.randperm(n, generator=self.gen).to(cand.device)]
+
+    def sample_valid(self, i: int, n: int) -> torch.Tensor:
+        """n valid pixels of view i (flat indices [n] into H*W, uniform, with replacement; from ``sem_gen``)."""
+        cand = self.valid_pixels[i]
+        if len(cand) == 0:
+            return cand
+        return cand[torch.randint(len(cand), (n,), generator=self.sem_gen).to(cand.device)]

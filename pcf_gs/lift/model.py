@@ -149,7 +149,7 @@ def render_rgb(params, viewmats, Ks, width, height, sh_degree_use, *, background
 
 def render_features(
     params, spec: ModelSpec, viewmats, Ks, width, height, *, detach_geometry=True, backend="auto", slow=True,
-    semantic_probs=False, track_means2d=False, **kw,
+    semantic_probs=False, track_means2d=False, pixels=None, reuse=None, **kw,
 ):
     """Render semantic logits and instance embeddings for C views.
 
@@ -166,6 +166,10 @@ def render_features(
     kept after backward, even with detached geometry: the means then enter as a fresh leaf whose
     gradient reaches nothing else, so the losses still move only their own attributes
     (``train.densify_feature_grad``).
+
+    ``pixels`` [P] (flat indices c*H*W + y*W + x) renders only those pixels: every tensor is then [P, *]
+    (:func:`pcf_gs.render.rasterize.rasterize_pixels`; ``reuse``: the colour render's meta of the same
+    geometry and cameras). Not with ``track_means2d``.
     """
     from pcf_gs.render import rasterize
 
@@ -183,7 +187,16 @@ def render_features(
         if prob:
             chans.append(params["inst_var_slow"].detach())
     feats = torch.cat(chans, dim=1)
-    out, alpha, meta = rasterize(means, quats, scales, opac, feats, viewmats, Ks, width, height, backend=backend, **kw)
+    if pixels is not None:
+        from pcf_gs.render.rasterize import rasterize_pixels
+
+        if track_means2d:
+            raise ValueError("track_means2d needs the dense render (pixels=None)")
+        out, alpha = rasterize_pixels(means, quats, scales, opac, feats, viewmats, Ks, width, height, pixels,
+                                      backend=backend, reuse=reuse, **kw)
+        meta = None
+    else:
+        out, alpha, meta = rasterize(means, quats, scales, opac, feats, viewmats, Ks, width, height, backend=backend, **kw)
     res = {"semantics": out[..., :K], "alpha": alpha}
     if track_means2d:
         res["means2d"] = meta["means2d"]

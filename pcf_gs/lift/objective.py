@@ -59,38 +59,57 @@ def step_losses(
         losses.appearance_loss(rgb[c] * vm3[c], gt[c] * vm3[c], tc.ssim_lambda) for c in range(len(ids))
     ) / len(ids)
     track = tc.densify_feature_grad > 0 and tc.densify and tc.densify_from <= step < tc.densify_until
-    feats = render_features(
-        params, spec, vm, Ks, views.W, views.H,
-        detach_geometry=tc.detach_geometry, backend=rc.backend, slow=stage.instance, eps2d=rc.eps2d,
-        track_means2d=track,
-    )
-    if track:
-        meta = {**meta, "feature_means2d": feats["means2d"]}
-    sem_logits = feats["semantics"][valid]
-    conf = views.conf[idx][valid]
-    out["semantic"] = losses.semantic_loss(sem_logits, views.sem[idx][valid], conf)
+    # the instance pixels are drawn first, view by view, whichever render follows (the same random stream)
+    n_inst = tc.pixels_per_view if stage.instance else 0
+    none = torch.zeros(0, dtype=torch.long, device=views.device)
+    inst_pix = [sampler.sample_pixels(i, n_inst) if n_inst else none for i in ids]
+    fr = dict(detach_geometry=tc.detach_geometry, backend=rc.backend, slow=stage.instance, eps2d=rc.eps2d)
+    if tc.semantic_pixels > 0 and not track:
+        # only the sampled pixels: semantic ones first, then the instance ones, camera by camera
+        sem_pix = [sampler.sample_valid(i, tc.semantic_pixels) for i in ids]
+        HW = views.H * views.W
+        flat = torch.cat([c * HW + p for c, p in enumerate(sem_pix)] + [c * HW + p for c, p in enumerate(inst_pix)])
+        feats = render_features(params, spec, vm, Ks, views.W, views.H, pixels=flat, reuse=meta, **fr)
+        n_sem = sum(len(p) for p in sem_pix)
+        sem_logits = feats["semantics"][:n_sem]
+        sem_lab = torch.cat([views.sem[i].reshape(-1)[p] for i, p in zip(ids, sem_pix)])
+        conf = torch.cat([views.conf[i].reshape(-1)[p] for i, p in zip(ids, sem_pix)])
+        bounds = torch.cumsum(torch.tensor([n_sem] + [len(p) for p in inst_pix]), 0).tolist()
+        rows = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+        sampled = [(i, p, {k: feats[k][r] for k in _INSTANCE_KEYS if k in feats}) for i, p, r in zip(ids, inst_pix, rows)]
+    else:
+        feats = render_features(params, spec, vm, Ks, views.W, views.H, track_means2d=track, **fr)
+        if track:
+            meta = {**meta, "feature_means2d": feats["means2d"]}
+        sem_logits = feats["semantics"][valid]
+        sem_lab = views.sem[idx][valid]
+        conf = views.conf[idx][valid]
+        sampled = [(i, p, {k: feats[k][c].reshape(-1, feats[k].shape[-1])[p] for k in _INSTANCE_KEYS if k in feats})
+                   for c, (i, p) in enumerate(zip(ids, inst_pix))]
+    out["semantic"] = losses.semantic_loss(sem_logits, sem_lab, conf)
     total = out["appearance"] + tc.w_semantic * out["semantic"]
     if stage.instance:
-        total = _add_instance_terms(out, total, feats, ids, spec, cfg, views, sampler, stage.cross_view)
+        total = _add_instance_terms(out, total, sampled, cfg, views, stage.cross_view, spec)
     out["total"] = total
     return out, meta
 
 
-def _add_instance_terms(out, total, feats, ids, spec, cfg, views, sampler, cross_view) -> torch.Tensor:
-    """Put the instance terms of rendered cameras ``ids`` into ``out``; return ``total`` plus them.
+_INSTANCE_KEYS = ("mu", "var", "mu_slow", "var_slow")
 
-    Per camera, n thing pixels: the first half's fast embeddings are compared with the second half's
-    slow ones (contrastive, concentration). Cross-view: the two cameras' per-instance centroids."""
-    tc, d = cfg.train, spec.embed_dim
+
+def _add_instance_terms(out, total, sampled, cfg, views, cross_view, spec) -> torch.Tensor:
+    """Put the instance terms into ``out``; return ``total`` plus them.
+
+    ``sampled``: per rendered camera, (view id, its n sampled thing pixels [n] (flat H*W indices), the
+    features there {mu, var, mu_slow, var_slow: [n, E]}). Per camera the first half's fast embeddings are
+    compared with the second half's slow ones (contrastive, concentration). Cross-view: the two cameras'
+    per-instance centroids."""
+    tc = cfg.train
     con, conc, reg, cents = [], [], [], []
-    for c, i in enumerate(ids):
-        pix = sampler.sample_pixels(i, tc.pixels_per_view)
+    for i, pix, f in sampled:
         if len(pix) < 4:
             continue
-        mu = feats["mu"][c].reshape(-1, d)[pix]
-        var = feats["var"][c].reshape(-1, d)[pix]
-        mus = feats["mu_slow"][c].reshape(-1, d)[pix]
-        vars_ = feats["var_slow"][c].reshape(-1, d)[pix]
+        mu, var, mus, vars_ = f["mu"], f["var"], f["mu_slow"], f["var_slow"]
         lab = views.inst[i].reshape(-1)[pix]
         cf = views.conf[i].reshape(-1)[pix]
         h = len(pix) // 2

@@ -153,6 +153,7 @@ class Trainer:
             "strategy_state": {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in self.densifier.state.items()},
             "rng": {
                 "gen": self.sampler.gen.get_state(),
+                "sem_gen": self.sampler.sem_gen.get_state(),
                 "torch": torch.get_rng_state(),
                 "numpy": np.random.get_state(),
                 "python": random.getstate(),
@@ -175,6 +176,8 @@ class Trainer:
             k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in ck["strategy_state"].items()
         }
         self.sampler.gen.set_state(ck["rng"]["gen"])
+        if "sem_gen" in ck["rng"]:  # older checkpoints: the stream starts afresh
+            self.sampler.sem_gen.set_state(ck["rng"]["sem_gen"])
         torch.set_rng_state(ck["rng"]["torch"])
         np.random.set_state(ck["rng"]["numpy"])
         random.setstate(ck["rng"]["python"])

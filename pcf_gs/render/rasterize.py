@@ -34,7 +34,7 @@ class _Composite(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, means2d, conics, opacities, colors, backgrounds, radii, depths, width, height):
+    def forward(ctx, means2d, conics, opacities, colors, backgrounds, radii, depths, width, height, bins_out=None):
         from pcf_gs.render import cpu_binning, cpu_composite as K
 
         I, N = opacities.shape
@@ -50,6 +50,8 @@ class _Composite(torch.autograd.Function):
         dk = _np(depths.float()).view(np.uint32)
         keys = np.where(dk >> 31 == 1, ~dk, dk | np.uint32(0x80000000)).astype(np.uint32)
         tile_off, flat_ids, g_off, g_ent = cpu_binning.bin_tiles(m2, cn, op, _np(radii).astype(np.int32), keys, tiles_x, tiles_y)
+        if bins_out is not None:  # the tile lists, for a later render of the same projection (rasterize_pixels)
+            bins_out.update(tile_offsets=tile_off, flat_ids=flat_ids, dtype=dtype)
         has_bg = backgrounds is not None
         bg = _np(backgrounds.to(dtype)) if has_bg else np.zeros((I, D), col.dtype)
         ec = K.EXP_C.astype(col.dtype)
@@ -95,12 +97,13 @@ class _Composite(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
 
 
-def composite(means2d, conics, opacities, colors, backgrounds, radii, depths, width, height):
+def composite(means2d, conics, opacities, colors, backgrounds, radii, depths, width, height, bins_out=None):
     """Differentiable CPU compositing (see ``_Composite``); all tensors per image [I, ...]."""
-    return _Composite.apply(means2d, conics, opacities, colors, backgrounds, radii, depths, width, height)
+    return _Composite.apply(means2d, conics, opacities, colors, backgrounds, radii, depths, width, height, bins_out)
 
 
 def _use_gsplat(backend: str, means: Tensor) -> bool:
@@ -197,7 +200,8 @@ def rasterize(
         colors = depths[..., None]
         backgrounds = None  # gsplat renders depth over a zero background
     opac = opacities[None].expand(C, N)
-    out, alphas = composite(means2d, conics, opac, colors, backgrounds, radii, depths.detach(), width, height)
+    bins: dict = {}
+    out, alphas = composite(means2d, conics, opac, colors, backgrounds, radii, depths.detach(), width, height, bins)
     if render_mode in ("ED", "RGB+ED"):
         out = torch.cat([out[..., :-1], out[..., -1:] / alphas.clamp(min=1e-10)], dim=-1)
     if means2d.requires_grad:
@@ -218,6 +222,7 @@ def rasterize(
         "height": height,
         "n_batches": 1,
         "n_cameras": C,
+        "cpu_bins": bins,  # tile lists (rasterize_pixels reuses them)
     }
     return out, alphas, meta
 
@@ -235,3 +240,96 @@ def _rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, wid
         backgrounds=backgrounds, render_mode=render_mode, rasterize_mode="classic",
         channel_chunk=max(32, n_ch),  # one pass over all channels
     )
+
+
+def rasterize_pixels(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    colors: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    pixels: Tensor,
+    *,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    eps2d: float = 0.3,
+    backend: str = "auto",
+    reuse: Optional[dict] = None,
+) -> tuple[Tensor, Tensor]:
+    """Features at listed pixels: ``rasterize(...)`` then ``out.reshape(C*H*W, D)[pixels]``, without the dense work.
+
+    Args: as :func:`rasterize` (no background, ``render_mode`` "RGB"), plus
+        pixels [P] int64: flat indices c*H*W + y*W + x into the C cameras' images.
+        reuse: the ``meta`` of a :func:`rasterize` call (CPU) with the same geometry, cameras, size and
+            ``eps2d``: its projection and tile lists are used instead of projecting and binning again.
+            The caller guarantees they match (the colour pass of the same step).
+
+    Returns colors [P, D] and alphas [P, 1].
+
+    On CPU with geometry that needs no gradient, only the listed pixels are composited
+    (:mod:`pcf_gs.render.cpu_pixels`; the features' gradient through torch). Otherwise (gsplat, or a
+    geometry gradient wanted) the images are rendered densely and gathered, so every gradient is kept.
+    """
+    C = viewmats.shape[0]
+    geometry_grad = any(t.requires_grad for t in (means, quats, scales, opacities, viewmats, Ks))
+    if geometry_grad or _use_gsplat(backend, means):
+        out, alphas, _ = rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
+                                   near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, backend=backend)
+        return out.reshape(-1, out.shape[-1])[pixels], alphas.reshape(-1, 1)[pixels]
+    from pcf_gs.render import cpu_binning, cpu_composite, cpu_pixels
+
+    dtype = torch.float64 if means.dtype == torch.float64 else torch.float32
+    N = means.shape[0]
+    if reuse is not None:
+        m2, cn, op = reuse["means2d"], reuse["conics"], reuse["opacities"]
+        bins = reuse["cpu_bins"]
+        tile_off, flat_ids = bins["tile_offsets"], bins["flat_ids"]
+        dtype = bins["dtype"]
+        m2, cn, op = (_np(t.detach().to(dtype)) for t in (m2, cn, op))
+    else:
+        with torch.no_grad():
+            radii, m2t, depths, cnt = project_gaussians_fused(
+                means.to(dtype), quats.to(dtype), scales.to(dtype), opacities.to(dtype), viewmats.to(dtype),
+                Ks.to(dtype), width, height, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+            )
+        m2, cn = _np(m2t.to(dtype)), _np(cnt.to(dtype))
+        op = np.ascontiguousarray(np.broadcast_to(_np(opacities.detach().to(dtype)), (C, N)))
+        dk = _np(depths.float()).view(np.uint32)
+        keys = np.where(dk >> 31 == 1, ~dk, dk | np.uint32(0x80000000)).astype(np.uint32)
+        tiles_x, tiles_y = (width + TILE - 1) // TILE, (height + TILE - 1) // TILE
+        tile_off, flat_ids, _, _ = cpu_binning.bin_tiles(m2, cn, op, _np(radii).astype(np.int32), keys, tiles_x, tiles_y)
+    tiles_x, tiles_y = (width + TILE - 1) // TILE, (height + TILE - 1) // TILE
+    pix = np.ascontiguousarray(_np(pixels.to(torch.int64)))
+    offsets, gids, ws, t_final = cpu_pixels.pixel_weights(
+        m2.reshape(C * N, 2), cn.reshape(C * N, 3), op.reshape(C * N), tile_off, flat_ids, pix, width, height,
+        tiles_x, tiles_y, cpu_composite.EXP_C.astype(np.float64 if dtype == torch.float64 else np.float32),
+    )
+    cols = colors.to(dtype)
+    cols = cols if cols.dim() == 2 else cols.reshape(C * N, cols.shape[-1])  # shared [N, D] or per camera
+    out = _PixelBlend.apply(cols, offsets, gids, ws)
+    return out, (1.0 - torch.from_numpy(t_final))[:, None]
+
+
+class _PixelBlend(torch.autograd.Function):
+    """out [P, D] = sum_k w_k colors[g_k] over each pixel's slots (``cpu_pixels.pixel_weights``); colors [M, D]
+    with g taken modulo M (M = N: one feature set for every camera). Differentiable in colors only."""
+
+    @staticmethod
+    def forward(ctx, colors, offsets, gids, ws):
+        from pcf_gs.render import cpu_pixels
+
+        col = np.ascontiguousarray(_np(colors))
+        ctx.lists = (offsets, gids, ws, col.shape[0])
+        return torch.from_numpy(cpu_pixels.blend_fwd(offsets, gids, ws, col, col.shape[0]))
+
+    @staticmethod
+    def backward(ctx, v_out):
+        from pcf_gs.render import cpu_pixels
+
+        offsets, gids, ws, M = ctx.lists
+        vo = np.ascontiguousarray(v_out.detach().numpy(), dtype=ws.dtype)
+        return torch.from_numpy(cpu_pixels.blend_bwd(offsets, gids, ws, vo, M)), None, None, None

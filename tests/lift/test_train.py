@@ -250,3 +250,33 @@ def test_long_schedule_warns_once(tiny_mr, tmp_path, monkeypatch, caplog):
         assert train(root, tmp_path / "run") == 0
     hits = [r for r in caplog.records if "steps left take about" in r.getMessage()]
     assert len(hits) == 1 and "20 steps left" in hits[0].getMessage()
+
+
+def test_sampled_feature_render_gives_the_dense_instance_losses(tiny_mr):
+    """semantic_pixels > 0 renders only sampled pixels: the instance terms and their gradients are the dense
+    render's (the same pixels are drawn); only the semantic term becomes a sample."""
+    from pcf_gs.config import load_config
+    from pcf_gs.data import load_scene
+    from pcf_gs.lift.objective import step_losses
+    from pcf_gs.lift.trainer import Trainer
+
+    root, _ = tiny_mr
+    res = {}
+    for n in (0, 64):
+        cfg = load_config(None, ["model.init_points=300", "train.warmup_iterations=0", "train.cross_view_start=0",
+                                 "train.pixels_per_view=64", f"train.semantic_pixels={n}", "train.cross_view_min_samples=2"])
+        tr = Trainer(load_scene(root, cfg.data, progress=False), cfg, root.parent / "run", torch.device("cpu"),
+                     progress=False)
+        tr.init_model()
+        terms, _ = step_losses(tr.params, tr.spec, cfg, tr.views, tr.sampler, 5)
+        inst = sum(terms[k] for k in ("contrastive", "concentration", "var_reg", "cross_view") if k in terms)
+        inst.backward()
+        res[n] = ({k: float(v.detach()) for k, v in terms.items()}, tr.params["inst_mu"].grad.clone(),
+                  tr.params["inst_var"].grad.clone())
+    (d, dmu, dvar), (s, smu, svar) = res[0], res[64]
+    assert "cross_view" in d
+    for k in ("contrastive", "concentration", "var_reg", "cross_view"):
+        assert abs(d[k] - s[k]) <= 1e-5 * max(1.0, abs(d[k])), k
+    torch.testing.assert_close(smu, dmu, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(svar, dvar, rtol=1e-4, atol=1e-6)
+    assert s["semantic"] > 0
