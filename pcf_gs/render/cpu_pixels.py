@@ -25,13 +25,14 @@ from pcf_gs.render.cpu_composite import _FM, _exp_neg_v, _sigma
 
 
 @njit(cache=True, fastmath=_FM)  # a call, not inlined: inlining the exp overload into a prange body trips numba's SSA check
-def _walk(start, end, flat_ids, means2d, conics, opac, reach, px, py, ec, gids, ws, k, write):
-    """One pixel at centre (px, py): visit the entries [start, end) front to back by the rules of
-    ``composite_fwd``; with ``write``, store contributing Gaussian ids and weights from slot k.
-    Returns the next free slot and the final transmittance.
+def _tile_pass(start, end, flat_ids, means2d, conics, opac, reach, px, py, ec, cnt, trans, gids, ws, slot, write):
+    """The listed pixels of one tile, centres (px [m], py [m]): visit the tile's entries [start, end) front to
+    back once, each against every pixel still compositing, by the rules of ``composite_fwd``. Fills
+    ``cnt`` [m] (contributions) and ``trans`` [m] (final transmittance); with ``write``, also the
+    contributing Gaussian ids and weights of pixel j at ``gids/ws[slot[j] + k]``.
 
-    ``reach`` [G] bounds sigma: beyond it alpha < 1/255 for sure, so most entries cost a quadratic
-    form and no exp (the dense kernel culls rows instead)."""
+    ``reach`` [G] bounds sigma: beyond it alpha < 1/255 for sure, so most pairs cost a quadratic form and
+    no exp (the dense kernel culls rows instead)."""
     dt = ec.dtype.type
     one = dt(1.0)
     zero = dt(0.0)
@@ -39,24 +40,44 @@ def _walk(start, end, flat_ids, means2d, conics, opac, reach, px, py, ec, gids, 
     athr = dt(ALPHA_THRESHOLD)
     amax = dt(ALPHA_MAX)
     tstop = dt(T_STOP)
-    trans = one
+    m = px.shape[0]
+    alive = np.ones(m, np.bool_)
+    n_alive = m
+    for j in range(m):
+        cnt[j] = 0
+        trans[j] = one
     for e in range(start, end):
-        g = flat_ids[e]
-        sigma = _sigma(conics[g, 0], conics[g, 1], conics[g, 2], means2d[g, 0] - px, means2d[g, 1] - py, half)
-        if sigma < zero or sigma > reach[g]:
-            continue
-        alpha = min(amax, opac[g] * _exp_neg_v(sigma, ec))
-        if alpha < athr:
-            continue
-        next_t = trans * (one - alpha)
-        if next_t <= tstop:
+        if n_alive == 0:
             break
-        if write:
-            gids[k] = g
-            ws[k] = alpha * trans
-        k += 1
-        trans = next_t
-    return k, trans
+        g = flat_ids[e]
+        mx = means2d[g, 0]
+        my = means2d[g, 1]
+        a = conics[g, 0]
+        b = conics[g, 1]
+        c = conics[g, 2]
+        o = opac[g]
+        rc = reach[g]
+        for j in range(m):
+            if not alive[j]:
+                continue
+            sigma = _sigma(a, b, c, mx - px[j], my - py[j], half)
+            if sigma < zero or sigma > rc:
+                continue
+            alpha = min(amax, o * _exp_neg_v(sigma, ec))
+            if alpha < athr:
+                continue
+            t = trans[j]
+            next_t = t * (one - alpha)
+            if next_t <= tstop:
+                alive[j] = False
+                n_alive -= 1
+                continue
+            if write:
+                k = slot[j] + cnt[j]
+                gids[k] = g
+                ws[k] = alpha * t
+            cnt[j] += 1
+            trans[j] = next_t
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
@@ -66,8 +87,11 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
     Args:
         means2d [G,2], conics [G,3], opac [G]: projected Gaussians flattened over images (G = I*N).
         tile_offsets [I*T+1], flat_ids [M]: from ``cpu_binning.bin_tiles``.
-        pixels [P] int64: flat indices i*H*W + y*W + x.
+        pixels [P] int64: flat indices i*H*W + y*W + x (any order, repeats allowed).
         width, height (px); tiles_x, tiles_y: tile grid; ec: ``EXP_C`` in the working dtype.
+
+    Pixels are grouped by tile (one parallel task per tile), so each entry is loaded once per tile; then
+    two passes: count the contributions, then write them.
 
     Returns:
         offsets [P+1] int64: pixel p's contributions are slots offsets[p]:offsets[p+1],
@@ -79,40 +103,55 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
     HW = height * width
     dt = ec.dtype.type
     half = dt(0.5)
-    counts = np.zeros(P + 1, np.int64)
-    t_final = np.ones(P, ec.dtype)
-    dummy_g = np.zeros(0, np.int64)
-    dummy_w = np.zeros(0, ec.dtype)
-    # alpha >= 1/255 needs sigma <= ln(255 o); the margin covers the fast exp's rounding (the exact test follows)
-    reach = np.empty(opac.shape[0], ec.dtype)
-    for g in prange(opac.shape[0]):
-        lvl = math.log(max(np.float64(opac[g]) * 255.0, 1e-30))
-        reach[g] = lvl + 1e-3 + 1e-3 * abs(lvl)
-    starts = np.empty(P, np.int64)
-    ends = np.empty(P, np.int64)
+    jobs = np.empty(P, np.int64)
+    pxs = np.empty(P, ec.dtype)
+    pys = np.empty(P, ec.dtype)
     for p in prange(P):
         q = pixels[p]
         i = q // HW
         r = q - i * HW
         y = r // width
         x = r - y * width
-        job = i * T + (y // TILE) * tiles_x + x // TILE
-        starts[p] = tile_offsets[job]
-        ends[p] = tile_offsets[job + 1]
-        n, tf = _walk(starts[p], ends[p], flat_ids, means2d, conics, opac, reach, dt(x) + half, dt(y) + half, ec,
-                      dummy_g, dummy_w, 0, False)
-        counts[p + 1] = n
-        t_final[p] = tf
+        jobs[p] = i * T + (y // TILE) * tiles_x + x // TILE
+        pxs[p] = dt(x) + half
+        pys[p] = dt(y) + half
+    order = np.argsort(jobs, kind="mergesort")
+    bounds = [0]
+    for k in range(1, P):
+        if jobs[order[k]] != jobs[order[k - 1]]:
+            bounds.append(k)
+    bounds.append(P)
+    groups = np.array(bounds, np.int64) if P > 0 else np.zeros(1, np.int64)
+    n_groups = groups.shape[0] - 1
+    # alpha >= 1/255 needs sigma <= ln(255 o); the margin covers the fast exp's rounding (the exact test follows)
+    reach = np.empty(opac.shape[0], ec.dtype)
+    for g in prange(opac.shape[0]):
+        lvl = math.log(max(np.float64(opac[g]) * 255.0, 1e-30))
+        reach[g] = lvl + 1e-3 + 1e-3 * abs(lvl)
+    counts = np.zeros(P + 1, np.int64)
+    t_final = np.ones(P, ec.dtype)
+    no_ids = np.zeros(0, np.int64)
+    no_ws = np.zeros(0, ec.dtype)
+    for gi in prange(n_groups):
+        members = order[groups[gi]:groups[gi + 1]]
+        job = jobs[members[0]]
+        cnt = np.empty(members.shape[0], np.int64)
+        trans = np.empty(members.shape[0], ec.dtype)
+        _tile_pass(tile_offsets[job], tile_offsets[job + 1], flat_ids, means2d, conics, opac, reach,
+                   pxs[members], pys[members], ec, cnt, trans, no_ids, no_ws, cnt, False)
+        for j in range(members.shape[0]):
+            counts[members[j] + 1] = cnt[j]
+            t_final[members[j]] = trans[j]
     offsets = np.cumsum(counts)
     gids = np.empty(offsets[P], np.int64)
     ws = np.empty(offsets[P], ec.dtype)
-    for p in prange(P):
-        q = pixels[p]
-        r = q - (q // HW) * HW
-        y = r // width
-        x = r - y * width
-        _walk(starts[p], ends[p], flat_ids, means2d, conics, opac, reach, dt(x) + half, dt(y) + half, ec,
-              gids, ws, offsets[p], True)
+    for gi in prange(n_groups):
+        members = order[groups[gi]:groups[gi + 1]]
+        job = jobs[members[0]]
+        cnt = np.empty(members.shape[0], np.int64)
+        trans = np.empty(members.shape[0], ec.dtype)
+        _tile_pass(tile_offsets[job], tile_offsets[job + 1], flat_ids, means2d, conics, opac, reach,
+                   pxs[members], pys[members], ec, cnt, trans, gids, ws, offsets[members], True)
     return offsets, gids, ws, t_final
 
 
