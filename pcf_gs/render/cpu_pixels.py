@@ -25,14 +25,17 @@ from pcf_gs.render.cpu_composite import _FM, _exp_neg_v, _sigma
 
 
 @njit(cache=True, fastmath=_FM)  # a call, not inlined: inlining the exp overload into a prange body trips numba's SSA check
-def _tile_pass(start, end, flat_ids, means2d, conics, opac, reach, px, py, ec, cnt, trans, gids, ws, slot, write):
+def _tile_pass(start, end, flat_ids, means2d, conics, opac, reach, half_h, px, py, row_start, y0, ec, cnt, trans,
+               gids, ws, slot, write):
     """The listed pixels of one tile, centres (px [m], py [m]): visit the tile's entries [start, end) front to
     back once, each against every pixel still compositing, by the rules of ``composite_fwd``. Fills
     ``cnt`` [m] (contributions) and ``trans`` [m] (final transmittance); with ``write``, also the
     contributing Gaussian ids and weights of pixel j at ``gids/ws[slot[j] + k]``.
 
-    ``reach`` [G] bounds sigma: beyond it alpha < 1/255 for sure, so most pairs cost a quadratic form and
-    no exp (the dense kernel culls rows instead)."""
+    The pixels come sorted by row; ``row_start`` [17] gives the first of each tile row (y0 = the tile's top).
+    Per Gaussian, ``half_h`` [G] (px) bounds the rows it can reach (as the dense kernel's ``_row_range``)
+    and ``reach`` [G] bounds sigma: beyond either, alpha < 1/255 for sure, so most pairs cost nothing
+    or a quadratic form, and no exp."""
     dt = ec.dtype.type
     one = dt(1.0)
     zero = dt(0.0)
@@ -57,7 +60,11 @@ def _tile_pass(start, end, flat_ids, means2d, conics, opac, reach, px, py, ec, c
         c = conics[g, 2]
         o = opac[g]
         rc = reach[g]
-        for j in range(m):
+        ly = np.float64(my) - 0.5 - y0
+        hh = half_h[g]
+        r0 = min(max(int(math.ceil(ly - hh)), 0), TILE)
+        r1 = min(max(int(math.floor(ly + hh)) + 1, r0), TILE)
+        for j in range(row_start[r0], row_start[r1]):
             if not alive[j]:
                 continue
             sigma = _sigma(a, b, c, mx - px[j], my - py[j], half)
@@ -78,6 +85,19 @@ def _tile_pass(start, end, flat_ids, means2d, conics, opac, reach, px, py, ec, c
                 ws[k] = alpha * t
             cnt[j] += 1
             trans[j] = next_t
+
+
+@njit(cache=True)
+def _row_starts(rows, job, tiles_x, T):
+    """For one tile's pixels sorted by row (``rows`` [m], 0..15 inside the tile): the index of the first pixel
+    of each row [17] (row_start[16] = m), and the tile's top y0 (px) from its task index ``job``."""
+    rs = np.zeros(TILE + 1, np.int64)
+    for r in rows:
+        rs[r + 1] += 1
+    for r in range(TILE):
+        rs[r + 1] += rs[r]
+    t = job % T
+    return rs, (t // tiles_x) * TILE
 
 
 @njit(cache=True, parallel=True, fastmath=_FM)
@@ -104,6 +124,7 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
     dt = ec.dtype.type
     half = dt(0.5)
     jobs = np.empty(P, np.int64)
+    rows = np.empty(P, np.int64)
     pxs = np.empty(P, ec.dtype)
     pys = np.empty(P, ec.dtype)
     for p in prange(P):
@@ -113,9 +134,10 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
         y = r // width
         x = r - y * width
         jobs[p] = i * T + (y // TILE) * tiles_x + x // TILE
+        rows[p] = y - (y // TILE) * TILE
         pxs[p] = dt(x) + half
         pys[p] = dt(y) + half
-    order = np.argsort(jobs, kind="mergesort")
+    order = np.argsort(jobs * TILE + rows, kind="mergesort")  # by tile, then by row inside the tile
     bounds = [0]
     for k in range(1, P):
         if jobs[order[k]] != jobs[order[k - 1]]:
@@ -124,10 +146,15 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
     groups = np.array(bounds, np.int64) if P > 0 else np.zeros(1, np.int64)
     n_groups = groups.shape[0] - 1
     # alpha >= 1/255 needs sigma <= ln(255 o); the margin covers the fast exp's rounding (the exact test follows)
+    # and |dy| <= sqrt(2 ln(255 o) cov_yy), cov = inverse(conic), + 1 px (the dense kernel's row bound)
     reach = np.empty(opac.shape[0], ec.dtype)
+    half_h = np.empty(opac.shape[0], np.float64)
     for g in prange(opac.shape[0]):
         lvl = math.log(max(np.float64(opac[g]) * 255.0, 1e-30))
         reach[g] = lvl + 1e-3 + 1e-3 * abs(lvl)
+        a = np.float64(conics[g, 0])
+        det = a * np.float64(conics[g, 2]) - np.float64(conics[g, 1]) ** 2
+        half_h[g] = math.sqrt(2.0 * max(lvl, 0.0) * a / det) + 1.0 if det > 0 else np.inf
     counts = np.zeros(P + 1, np.int64)
     t_final = np.ones(P, ec.dtype)
     no_ids = np.zeros(0, np.int64)
@@ -137,8 +164,9 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
         job = jobs[members[0]]
         cnt = np.empty(members.shape[0], np.int64)
         trans = np.empty(members.shape[0], ec.dtype)
-        _tile_pass(tile_offsets[job], tile_offsets[job + 1], flat_ids, means2d, conics, opac, reach,
-                   pxs[members], pys[members], ec, cnt, trans, no_ids, no_ws, cnt, False)
+        rs, y0 = _row_starts(rows[members], jobs[members[0]], tiles_x, T)
+        _tile_pass(tile_offsets[job], tile_offsets[job + 1], flat_ids, means2d, conics, opac, reach, half_h,
+                   pxs[members], pys[members], rs, y0, ec, cnt, trans, no_ids, no_ws, cnt, False)
         for j in range(members.shape[0]):
             counts[members[j] + 1] = cnt[j]
             t_final[members[j]] = trans[j]
@@ -150,8 +178,9 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
         job = jobs[members[0]]
         cnt = np.empty(members.shape[0], np.int64)
         trans = np.empty(members.shape[0], ec.dtype)
-        _tile_pass(tile_offsets[job], tile_offsets[job + 1], flat_ids, means2d, conics, opac, reach,
-                   pxs[members], pys[members], ec, cnt, trans, gids, ws, offsets[members], True)
+        rs, y0 = _row_starts(rows[members], jobs[members[0]], tiles_x, T)
+        _tile_pass(tile_offsets[job], tile_offsets[job + 1], flat_ids, means2d, conics, opac, reach, half_h,
+                   pxs[members], pys[members], rs, y0, ec, cnt, trans, gids, ws, offsets[members], True)
     return offsets, gids, ws, t_final
 
 
