@@ -258,6 +258,22 @@ def write_gaussian_labels(run: Run, out: Path, inst_g: np.ndarray, sem_g: np.nda
     return exported
 
 
+class _StageClock:
+    """Wall seconds per stage of ``run_segment`` (``laps``: stage name -> seconds, in order), for segment.json."""
+
+    def __init__(self):
+        import time
+
+        self._now = time.perf_counter
+        self._t = self._now()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        t = self._now()
+        self.laps[name] = round(t - self._t, 3)
+        self._t = t
+
+
 def run_segment(
     run_dir: Path,
     out: Path,
@@ -269,9 +285,12 @@ def run_segment(
     gaussian_labels: str = "vote",
     progress: bool = True,
 ) -> dict:
-    """Segment run directory ``run_dir`` into ``out`` (replaced atomically); returns what OUT/segment.json holds."""
+    """Segment run directory ``run_dir`` into ``out`` (replaced atomically); returns what OUT/segment.json holds
+    (with ``seconds``: wall time per stage: load, classes, render_nodes, clustering, label_views,
+    label_gaussians, export)."""
     from pcf_gs.data import load_scene
 
+    clock = _StageClock()
     run = Run.load(run_dir)
     cfg = apply_overrides(run.config, overrides)
     if clustering:
@@ -284,20 +303,27 @@ def run_segment(
         raise UserError("frames differ from the ones the run was trained on", root)
     is_thing = scene.classes.is_thing_array()
     ids_out = run.split_ids(split)
-
+    clock.lap("load")
     classes = gaussian_classes(run, scene, cfg)
-    protos = find_prototypes(embed_train_views(run, scene, cfg, progress, classes), cfg)
+    clock.lap("classes")
+    emb = embed_train_views(run, scene, cfg, progress, classes)
+    clock.lap("render_nodes")
+    protos = find_prototypes(emb, cfg)
+    clock.lap("clustering")
     info: dict = {"clustering": cfg.segment.clustering, **protos.info, "prototypes": int(len(protos))}
     palette = distinct_colors(len(protos) + 1)
     info["semantics"] = cfg.segment.semantics
 
     with atomic_dir(out, overwrite=True) as tmp:
         label_views(run, ids_out, tmp, protos, classes, is_thing, palette, cfg, progress)
+        clock.lap("label_views")
         inst_g, sem_g = label_gaussians(run, protos, classes, is_thing, gaussian_labels, cfg)
+        clock.lap("label_gaussians")
         info["gaussian_labels"] = gaussian_labels
         exported = write_gaussian_labels(run, tmp, inst_g, sem_g, protos, palette, scene.classes, export_ply)
+        clock.lap("export")
         if exported is not None:
             info["objects_exported"] = exported
-        info.update(split=split, frames=len(ids_out), run=str(run_dir))
+        info.update(split=split, frames=len(ids_out), run=str(run_dir), seconds=clock.laps)
         write_json_atomic(tmp / "segment.json", info)
     return info

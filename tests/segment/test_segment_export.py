@@ -129,6 +129,9 @@ def test_segment_and_eval_cli_on_tiny_run(tiny_mr, tmp_path, capsys):
     a = cv2.imread(str(seg / "pred_surrogateid" / "0.png"), cv2.IMREAD_UNCHANGED)
     assert a.dtype == np.uint16 and a.shape == (24, 32)
     assert (seg / "scene_labeled.ply").is_file() and (seg / "objects.json").is_file()
+    secs = json.loads((seg / "segment.json").read_text())["seconds"]
+    assert list(secs) == ["load", "classes", "render_nodes", "clustering", "label_views", "label_gaussians", "export"]
+    assert all(v >= 0 for v in secs.values())
     assert main(["-q", "segment", str(run), "--out", str(tmp_path / "seg_v"), "--gaussian-labels", "vote",
                  "--clustering", "hdbscan", "--set", "segment.hdbscan_min_cluster_size=5"]) == 0
     assert main(["-q", "eval", str(run), "--data", str(root), "--pred", str(seg), "--split", "all"]) == 0
