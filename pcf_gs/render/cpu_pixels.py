@@ -100,6 +100,20 @@ def _row_starts(rows, job, tiles_x, T):
     return rs, (t // tiles_x) * TILE
 
 
+@njit(cache=True, fastmath=_FM)
+def _group_pass(members, jobs, rows, pxs, pys, tiles_x, T, tile_offsets, flat_ids, means2d, conics, opac, reach,
+                half_h, ec, gids, ws, slot, write):
+    """``_tile_pass`` over one tile's listed pixels (``members`` [m], indices into the pixel list, sorted by
+    row); returns their contribution counts [m] and final transmittances [m]."""
+    job = jobs[members[0]]
+    cnt = np.empty(members.shape[0], np.int64)
+    trans = np.empty(members.shape[0], ec.dtype)
+    rs, y0 = _row_starts(rows[members], job, tiles_x, T)
+    _tile_pass(tile_offsets[job], tile_offsets[job + 1], flat_ids, means2d, conics, opac, reach, half_h,
+               pxs[members], pys[members], rs, y0, ec, cnt, trans, gids, ws, slot, write)
+    return cnt, trans
+
+
 @njit(cache=True, parallel=True, fastmath=_FM)
 def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, height, tiles_x, tiles_y, ec):
     """Blending weights at listed pixels.
@@ -161,12 +175,8 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
     no_ws = np.zeros(0, ec.dtype)
     for gi in prange(n_groups):
         members = order[groups[gi]:groups[gi + 1]]
-        job = jobs[members[0]]
-        cnt = np.empty(members.shape[0], np.int64)
-        trans = np.empty(members.shape[0], ec.dtype)
-        rs, y0 = _row_starts(rows[members], jobs[members[0]], tiles_x, T)
-        _tile_pass(tile_offsets[job], tile_offsets[job + 1], flat_ids, means2d, conics, opac, reach, half_h,
-                   pxs[members], pys[members], rs, y0, ec, cnt, trans, no_ids, no_ws, cnt, False)
+        cnt, trans = _group_pass(members, jobs, rows, pxs, pys, tiles_x, T, tile_offsets, flat_ids, means2d, conics,
+                                 opac, reach, half_h, ec, no_ids, no_ws, no_ids, False)
         for j in range(members.shape[0]):
             counts[members[j] + 1] = cnt[j]
             t_final[members[j]] = trans[j]
@@ -175,12 +185,8 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
     ws = np.empty(offsets[P], ec.dtype)
     for gi in prange(n_groups):
         members = order[groups[gi]:groups[gi + 1]]
-        job = jobs[members[0]]
-        cnt = np.empty(members.shape[0], np.int64)
-        trans = np.empty(members.shape[0], ec.dtype)
-        rs, y0 = _row_starts(rows[members], jobs[members[0]], tiles_x, T)
-        _tile_pass(tile_offsets[job], tile_offsets[job + 1], flat_ids, means2d, conics, opac, reach, half_h,
-                   pxs[members], pys[members], rs, y0, ec, cnt, trans, gids, ws, offsets[members], True)
+        _group_pass(members, jobs, rows, pxs, pys, tiles_x, T, tile_offsets, flat_ids, means2d, conics, opac, reach,
+                    half_h, ec, gids, ws, offsets[members], True)
     return offsets, gids, ws, t_final
 
 

@@ -35,21 +35,16 @@ class _Composite(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, means2d, conics, opacities, colors, backgrounds, radii, depths, width, height, bins_out=None):
-        from pcf_gs.render import cpu_binning, cpu_composite as K
+        from pcf_gs.render import cpu_composite as K
 
         I, N = opacities.shape
         D = colors.shape[-1]
         dtype = colors.dtype
-        tiles_x = (width + TILE - 1) // TILE
-        tiles_y = (height + TILE - 1) // TILE
         m2 = _np(means2d.to(dtype))
         cn = _np(conics.to(dtype))
         op = _np(opacities.to(dtype))
         col = _np(colors).reshape(I * N, D)
-        # depth sort keys: order-preserving uint32 of float32 depths (gsplat sorts float32 bits)
-        dk = _np(depths.float()).view(np.uint32)
-        keys = np.where(dk >> 31 == 1, ~dk, dk | np.uint32(0x80000000)).astype(np.uint32)
-        tile_off, flat_ids, g_off, g_ent = cpu_binning.bin_tiles(m2, cn, op, _np(radii).astype(np.int32), keys, tiles_x, tiles_y)
+        tiles_x, tiles_y, (tile_off, flat_ids, g_off, g_ent) = _bin_tiles(m2, cn, op, radii, depths, width, height)
         if bins_out is not None:  # the tile lists, for a later render of the same projection (rasterize_pixels)
             bins_out.update(tile_offsets=tile_off, flat_ids=flat_ids, dtype=dtype)
         has_bg = backgrounds is not None
@@ -99,6 +94,19 @@ class _Composite(torch.autograd.Function):
             None,
             None,
         )
+
+
+def _bin_tiles(m2: np.ndarray, cn: np.ndarray, op: np.ndarray, radii: Tensor, depths: Tensor, width: int, height: int):
+    """``cpu_binning.bin_tiles`` of projected Gaussians (numpy means2d [I,N,2], conics [I,N,3], opacities [I,N];
+    radii [I,N,2], depths [I,N]): returns tiles_x, tiles_y and (tile_offsets, flat_ids, gauss_offsets, gauss_entries)."""
+    from pcf_gs.render import cpu_binning
+
+    tiles_x = (width + TILE - 1) // TILE
+    tiles_y = (height + TILE - 1) // TILE
+    # depth sort keys: order-preserving uint32 of float32 depths (gsplat sorts float32 bits)
+    dk = _np(depths.float()).view(np.uint32)
+    keys = np.where(dk >> 31 == 1, ~dk, dk | np.uint32(0x80000000)).astype(np.uint32)
+    return tiles_x, tiles_y, cpu_binning.bin_tiles(m2, cn, op, _np(radii).astype(np.int32), keys, tiles_x, tiles_y)
 
 
 def composite(means2d, conics, opacities, colors, backgrounds, radii, depths, width, height, bins_out=None):
@@ -280,7 +288,7 @@ def rasterize_pixels(
         out, alphas, _ = rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
                                    near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, backend=backend)
         return out.reshape(-1, out.shape[-1])[pixels], alphas.reshape(-1, 1)[pixels]
-    from pcf_gs.render import cpu_binning, cpu_composite, cpu_pixels
+    from pcf_gs.render import cpu_composite, cpu_pixels
 
     dtype = torch.float64 if means.dtype == torch.float64 else torch.float32
     N = means.shape[0]
@@ -298,10 +306,7 @@ def rasterize_pixels(
             )
         m2, cn = _np(m2t.to(dtype)), _np(cnt.to(dtype))
         op = np.ascontiguousarray(np.broadcast_to(_np(opacities.detach().to(dtype)), (C, N)))
-        dk = _np(depths.float()).view(np.uint32)
-        keys = np.where(dk >> 31 == 1, ~dk, dk | np.uint32(0x80000000)).astype(np.uint32)
-        tiles_x, tiles_y = (width + TILE - 1) // TILE, (height + TILE - 1) // TILE
-        tile_off, flat_ids, _, _ = cpu_binning.bin_tiles(m2, cn, op, _np(radii).astype(np.int32), keys, tiles_x, tiles_y)
+        _, _, (tile_off, flat_ids, _, _) = _bin_tiles(m2, cn, op, radii, depths, width, height)
     tiles_x, tiles_y = (width + TILE - 1) // TILE, (height + TILE - 1) // TILE
     pix = np.ascontiguousarray(_np(pixels.to(torch.int64)))
     offsets, gids, ws, t_final = cpu_pixels.pixel_weights(
