@@ -9,6 +9,11 @@ official scorer of the layout (:func:`pcf_gs.evaluation.evaluate.score`, maps re
     python tools/sweep_segment.py /work/bq/runs/*/full/run --variant base= \\
         --variant thing=segment.node_pixels=thing --variant s80=segment.score_threshold=0.8 --out /work/sweep
 
+The item ``oracle`` in a variant replaces MVOA by one prototype per ground-truth object (its mean rendered
+embedding over the training views): the PQ MVOA could reach on this embedding if it found every object
+exactly. ``--variant oracle=oracle`` against ``base=`` splits a model's loss into training (the embedding
+does not separate the objects) and segmentation (it does, and MVOA misses them).
+
 Every (run, variant) result is cached under ``--out`` (keyed by the overrides), so adding a variant or a run
 measures only what is new. Prints PQ^scene and PQ things per variant, mean ± std over the runs of each
 object count (parsed from bench_quality's scene names, ``o<N>_...``; otherwise one group), and writes JSON.
@@ -27,6 +32,9 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.table import Table
+
+
+ORACLE = "oracle"  # a variant item: prototypes from the ground truth instead of MVOA (an upper bound)
 
 
 def variant_key(sets: list[str]) -> str:
@@ -66,6 +74,7 @@ class RenderedRun:
         classes = gaussian_classes(self.run, self.scene, self.cfg)
         th = torch.from_numpy(self.is_thing)
         self.train = []  # (mu [M, E], var [M, E], ids [M], rendered-as-thing [M]) per training view
+        self.oracle = []  # (mu [G, E], var [G, E], ground-truth ids [G]) of the ground-truth thing pixels
         for i in self.run.train_ids:
             f = render_view_features(self.run, i, self.cfg)
             fr = self.scene.frames[i]
@@ -74,6 +83,8 @@ class RenderedRun:
                 m &= torch.from_numpy(fr.valid)
             thing = th[classes.pixel_classes(self.run, i, f, self.cfg)]
             self.train.append((f["mu"][m], f["var"][m], torch.from_numpy(fr.instances.astype(np.int64))[m], thing[m]))
+            g = torch.from_numpy(th.numpy()[fr.gt_semantics] & (fr.gt_instances > 0))  # ground-truth things
+            self.oracle.append((f["mu"][g], f["var"][g], torch.from_numpy(fr.gt_instances.astype(np.int64))[g]))
         self.test = []  # (feats, class map [H, W])
         gs, gi = [], []
         for i in self.run.split_ids("test"):
@@ -85,20 +96,36 @@ class RenderedRun:
         self.gt = (np.concatenate(gs), np.concatenate(gi))
         self.protocol = Protocol.for_scene(self.scene)
 
+    def oracle_prototypes(self):
+        """One prototype per ground-truth object: the mean rendered embedding of its pixels over the training
+        views. What MVOA could reach if it found every object exactly, given the trained embedding."""
+        import torch
+
+        from pcf_gs.segment.pipeline import Prototypes
+
+        mu = torch.cat([o[0] for o in self.oracle])
+        var = torch.cat([o[1] for o in self.oracle])
+        ids = torch.cat([o[2] for o in self.oracle])
+        uniq, inv = torch.unique(ids, return_inverse=True)
+        n = torch.zeros(len(uniq)).index_add_(0, inv, torch.ones(len(ids)))[:, None]
+        pm = torch.zeros(len(uniq), mu.shape[1]).index_add_(0, inv, mu) / n
+        pv = torch.zeros(len(uniq), var.shape[1]).index_add_(0, inv, var) / n
+        return Prototypes(pm, pv, [None] * len(uniq), {"nodes": None})
+
     def measure(self, sets: list[str]) -> dict:
         from pcf_gs.config import apply_overrides
         from pcf_gs.data.images import resize_nearest
         from pcf_gs.evaluation.evaluate import EVAL_SIZE, score
         from pcf_gs.segment.pipeline import MaskEmbeddings, find_prototypes, instance_map
 
-        cfg = apply_overrides(copy.deepcopy(self.cfg), sets)  # applies in place
+        cfg = apply_overrides(copy.deepcopy(self.cfg), [s for s in sets if s != ORACLE])  # applies in place
         emb = MaskEmbeddings()
         for mu, var, ids, thing in self.train:
             keep = thing if cfg.segment.node_pixels == "thing" else slice(None)
             emb.mu.append(mu[keep])
             emb.var.append(var[keep])
             emb.ids.append(ids[keep])
-        protos = find_prototypes(emb, cfg)
+        protos = self.oracle_prototypes() if ORACLE in sets else find_prototypes(emb, cfg)
         ps, pi = [], []
         for feats, sem in self.test:
             ins = instance_map(feats, sem, protos, self.is_thing)
