@@ -19,9 +19,9 @@ from pcf_gs.errors import UserError
 class TrainViews:
     """The T training frames of a scene (all H x W) on ``device``, and the held-out view for PSNR.
 
-    images [T,H,W,3] uint8; sem, inst [T,H,W] int64 (instance 0 = none); conf [T,H,W] float32 (1 where the
+    images [T,H,W,3] uint8; sem, inst [T,H,W] int64; conf [T,H,W] float32 (1 where the
     scene has none); valid [T,H,W] bool; viewmats [T,4,4] world-to-camera; Ks [T,3,3] pixels;
-    neighbours [T,k] int64: indices of each camera's k nearest training cameras;
+    neighbours [T,k] int64 (on the CPU): indices of each camera's k nearest training cameras;
     eval_img [H,W,3] float in [0,1], eval_view [1,4,4], eval_K [1,3,3]; scene_scale: scene units.
     """
 
@@ -38,7 +38,12 @@ class TrainViews:
         stack = lambda arrays: torch.stack([torch.from_numpy(a) for a in arrays]).to(device)  # noqa: E731
         self.images = stack(f.rgb for f in tr)
         self.sem = stack(f.semantics.astype(np.int64) for f in tr)
-        self.inst = stack(f.instances.astype(np.int64) for f in tr)
+        # 2D instance ids are per view (they mean nothing across views): renumbered 1..n_v in their order, 0
+        # (none) kept, so the instance losses can use them as slots 0..num_labels-1 without reading anything
+        # back from the device (:mod:`pcf_gs.lift.losses`)
+        ranks = [_rank_ids(f.instances) for f in tr]
+        self.inst = stack(r for r, _ in ranks)
+        self.num_labels = max(n for _, n in ranks)
         self.conf = stack(f.confidence if f.confidence is not None else ones(np.float32) for f in tr)
         self.valid = stack(f.valid if f.valid is not None else ones(bool) for f in tr)
         c2w = torch.from_numpy(np.stack([f.c2w for f in tr]).astype(np.float32))
@@ -55,6 +60,17 @@ class TrainViews:
     def __len__(self) -> int:
         return len(self.images)
 
+    @staticmethod
+    def take(x: torch.Tensor, ids: list[int]) -> torch.Tensor:
+        """Rows ``ids`` of x, as x[ids]: by slices, so no index tensor is copied to the device."""
+        return x[ids[0] : ids[0] + 1] if len(ids) == 1 else torch.cat([x[i : i + 1] for i in ids])
+
+
+def _rank_ids(ids: np.ndarray) -> tuple[np.ndarray, int]:
+    """[H, W] ids -> (the same ids renumbered 0..n-1 in increasing order, 0 kept at 0, as int64; n)."""
+    u = np.unique(np.concatenate([[0], np.unique(ids)]))
+    return np.searchsorted(u, ids).astype(np.int64), len(u)
+
 
 def _nearest_cameras(c2w: torch.Tensor, k: int) -> torch.Tensor:
     """[T,k'] indices of each camera's nearest others (k' = k clipped to 1..T-1) for c2w [T,4,4];
@@ -70,16 +86,19 @@ def _nearest_cameras(c2w: torch.Tensor, k: int) -> torch.Tensor:
 class ViewSampler:
     """The run's random draws over ``views``, from one generator seeded with ``seed``.
 
-    ``gen``, ``sem_gen`` (semantic pixels) and ``order`` (the views left in this epoch) are what a
-    checkpoint saves.
+    ``gen`` (views, and pixels on the CPU), ``pix_gen`` (the instance pixels: ``gen`` itself on the CPU, a
+    generator on the device otherwise, so the draws need no host round trip), ``sem_gen`` (semantic pixels, on
+    the device) and ``order`` (the views left in this epoch) are what a checkpoint saves.
     """
 
     def __init__(self, views: TrainViews, seed: int, balanced_fraction: float):
         self.views = views
         self.balanced_fraction = balanced_fraction
         self.gen = torch.Generator().manual_seed(seed)
+        dev = views.device
+        self.pix_gen = self.gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(seed + 104729)
         # the semantic pixels' own stream: drawing them leaves the instance pixels as they were
-        self.sem_gen = torch.Generator().manual_seed(seed + 7919)
+        self.sem_gen = torch.Generator(device=dev).manual_seed(seed + 7919)
         self.order: list[int] = []
         self.valid_pixels = [torch.nonzero(v.reshape(-1)).squeeze(1) for v in views.valid]
         self.index_thing_pixels()
@@ -124,18 +143,19 @@ class ViewSampler:
         if len(cand) == 0:
             return cand
         nb = int(round(n * self.balanced_fraction))
-        uni = cand[torch.randint(len(cand), (n - nb,), generator=self.gen).to(cand.device)]
+        g, dev = self.pix_gen, cand.device
+        uni = cand[torch.randint(len(cand), (n - nb,), generator=g, device=dev)]
         if nb == 0:
             return uni
         pix, start, cnt = self.thing_groups[i]
-        g = torch.randint(len(cnt), (nb,), generator=self.gen).to(cand.device)
-        off = (torch.rand(nb, generator=self.gen).to(cand.device) * cnt[g]).long().clamp_max(cnt[g] - 1)
-        out = torch.cat([uni, pix[start[g] + off]])
-        return out[torch.randperm(n, generator=self.gen).to(cand.device)]
+        k = torch.randint(len(cnt), (nb,), generator=g, device=dev)
+        off = (torch.rand(nb, generator=g, device=dev) * cnt[k]).long().clamp_max(cnt[k] - 1)
+        out = torch.cat([uni, pix[start[k] + off]])
+        return out[torch.randperm(n, generator=g, device=dev)]
 
     def sample_valid(self, i: int, n: int) -> torch.Tensor:
         """n valid pixels of view i (flat indices [n] into H*W, uniform, with replacement; from ``sem_gen``)."""
         cand = self.valid_pixels[i]
         if len(cand) == 0:
             return cand
-        return cand[torch.randint(len(cand), (n,), generator=self.sem_gen).to(cand.device)]
+        return cand[torch.randint(len(cand), (n,), generator=self.sem_gen, device=cand.device)]

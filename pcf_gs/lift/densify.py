@@ -12,6 +12,10 @@ trainer calls one interface whichever it is.
   (reset_opa is idempotent, so a fixed gsplat would not double-reset).
 - ``max_gaussians`` caps growth (CPU memory and time): no clone/split is done
   while the model is at the cap; pruning still runs.
+- The per-step statistic (:meth:`PcfStrategy._update_state`) is accumulated
+  with masks over all Gaussians instead of gathering the visible ones with
+  ``torch.where(sel)``, which reads the count back from a GPU every step.
+  Camera by camera, in gsplat's order: the same sums, bit for bit.
 
 Every attribute in the ParameterDict (semantics, embeddings and their slow
 copies included) follows each clone, split and prune, since gsplat's ops
@@ -38,6 +42,26 @@ class PcfStrategy(DefaultStrategy):
         if self.max_gaussians and len(params["means"]) >= self.max_gaussians:
             return 0, 0
         return super()._grow_gs(params, optimizers, state, step)
+
+    def _update_state(self, params, state, info, packed=False):
+        if packed or self.absgrad:
+            return super()._update_state(params, state, info, packed=packed)
+        # grads [C, N, 2] in pixels -> [-1, 1] screen units, as gsplat
+        g = info[self.key_for_gradient].grad
+        scale = torch.tensor([info["width"] / 2.0 * info["n_cameras"], info["height"] / 2.0 * info["n_cameras"]],
+                             dtype=g.dtype, device=g.device)
+        n = len(params["means"])
+        for key in ("grad2d", "count") + (("radii",) if self.refine_scale2d_stop_iter > 0 else ()):
+            if state[key] is None:
+                state[key] = torch.zeros(n, device=g.device)
+        sel = (info["radii"] > 0.0).all(dim=-1)  # [C, N] visible in camera c
+        norms = torch.where(sel, (g * scale).norm(dim=-1), 0.0)
+        for c in range(len(sel)):
+            state["grad2d"] += norms[c]
+            state["count"] += sel[c]
+            if self.refine_scale2d_stop_iter > 0:
+                r = info["radii"][c].max(dim=-1).values / float(max(info["width"], info["height"]))
+                state["radii"] = torch.maximum(state["radii"], torch.where(sel[c], r, 0.0))
 
     def step_post_backward(self, params, optimizers, state, step, info, packed=False):
         super().step_post_backward(params, optimizers, state, step, info, packed=packed)

@@ -47,6 +47,7 @@ def fit(tr: Trainer) -> dict:
     step_times: deque[float] = deque(maxlen=RATE_WINDOW)
     bar = progress_bar("train", tc.iterations, tr.progress, completed=tr.step, rate=True, info=True)
     eta = _LongRunWarning(tr)
+    info = ""  # the bar's loss, refreshed on log steps: reading it every step would wait for a GPU every step
     with _stop_on_sigint() as stop_requested:
         try:
             with bar as show, write_metrics as write:
@@ -56,7 +57,7 @@ def fit(tr: Trainer) -> dict:
                     ts = time.time()
                     step = tr.step
                     terms = tr.train_step(step)
-                    if terms.get("nonfinite"):
+                    if "nonfinite" in terms:  # CPU: seen at once (sync-free mode counts on the device)
                         nonfinite += 1
                         write({"step": step, "nonfinite": True})
                         _check_divergence(tr, step, nonfinite)
@@ -68,18 +69,23 @@ def fit(tr: Trainer) -> dict:
                     step_times.append(time.time() - ts)
                     eta.check(tr.step, step_times)
                     if tr.step % tc.log_every == 0 or tr.step == tc.iterations:
-                        write(_record(tr, terms, t0))
+                        rec = _record(tr, terms, t0)
+                        write(rec)
+                        if tr.sync_free:
+                            _check_divergence(tr, tr.step - 1, rec["nonfinite_run"])
+                        info = f"loss {rec['total']:.4f}  "
                     if tr.step % tc.checkpoint_every == 0 and tr.step < tc.iterations:
                         tr.save()
                     rate = len(step_times) / max(sum(step_times), 1e-9)
-                    show(completed=tr.step, rate=f"{rate:.1f}", info=f"loss {terms['total']:.4f}  #G {len(tr.params['means'])}")
+                    show(completed=tr.step, rate=f"{rate:.1f}", info=f"{info}#G {len(tr.params['means'])}")
                     if tr.on_step is not None:
                         tr.on_step(tr)
             tr.save()
         except KeyboardInterrupt:
             tr.save()
             raise
-    return {"steps": tr.step, "num_gaussians": len(tr.params["means"]), "last": last, "seconds": time.time() - t0}
+    return {"steps": tr.step, "num_gaussians": len(tr.params["means"]), "last": {k: float(v) for k, v in last.items()},
+            "seconds": time.time() - t0}
 
 
 class _LongRunWarning:
@@ -108,9 +114,17 @@ class _LongRunWarning:
             )
 
 
-def _record(tr: Trainer, terms: dict[str, float], t0: float) -> dict:
-    """The metrics line after a step: its loss terms, #Gaussians, held-out PSNR (dB), seconds since ``t0``."""
-    rec = {"step": tr.step, **{k: round(v, 6) for k, v in terms.items()}}
+def _record(tr: Trainer, terms: dict, t0: float) -> dict:
+    """The metrics line after a step: its loss terms (0-dim tensors, read here), #Gaussians, held-out PSNR
+    (dB), seconds since ``t0``; in sync-free mode also the non-finite steps skipped since the last line
+    (``nonfinite_steps``) and the current run of them (``nonfinite_run``), counted on the device."""
+    rec = {"step": tr.step, **{k: round(float(v), 6) for k, v in terms.items()}}
+    if tr.sync_free:
+        new, rec["nonfinite_run"] = int(tr.nonfinite_new), int(tr.nonfinite_run)
+        tr.nonfinite_new = tr.nonfinite_new * 0
+        if new:
+            rec["nonfinite_steps"] = new
+            log.warning("%d non-finite steps skipped before step %d", new, tr.step)
     rec["num_gaussians"] = len(tr.params["means"])
     rec["psnr_heldout"] = round(tr.eval_psnr(), 4)
     rec["elapsed_s"] = round(time.time() - t0, 2)
@@ -118,8 +132,10 @@ def _record(tr: Trainer, terms: dict[str, float], t0: float) -> dict:
 
 
 def _check_divergence(tr: Trainer, step: int, nonfinite: int) -> None:
-    """A non-finite step is skipped; ``train.max_nonfinite_steps`` of them in a row end the run."""
-    log.warning("step %d: non-finite loss, step skipped", step)
+    """A non-finite step is skipped; ``train.max_nonfinite_steps`` of them in a row end the run (checked
+    every step on the CPU, on log steps in sync-free mode)."""
+    if not tr.sync_free:
+        log.warning("step %d: non-finite loss, step skipped", step)
     if nonfinite >= tr.cfg.train.max_nonfinite_steps:
         raise TrainingDiverged(
             f"training diverged: non-finite loss for {nonfinite} consecutive steps at step {step}; "

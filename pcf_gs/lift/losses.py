@@ -13,6 +13,8 @@ pixel is never compared with itself.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -22,8 +24,24 @@ from pcf_gs.lift.pp_kernel import pairwise_pp_log_kernel, pp_log_kernel
 def _segment_means(x: torch.Tensor, labels: torch.Tensor, num: int) -> torch.Tensor:
     """x [P, D], labels [P] in 0..num-1 -> per-label means [num, D] (0 where empty)."""
     sums = torch.zeros(num, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, labels, x)
-    cnt = torch.bincount(labels, minlength=num).clamp_min(1).to(x.dtype)
-    return sums / cnt[:, None]
+    return sums / _counts(labels, num, x.dtype).clamp_min(1)[:, None]
+
+
+def _counts(labels: torch.Tensor, num: int, dtype=torch.float32, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """[num] occurrences (or summed ``weights`` [P]) of each label 0..num-1 in ``labels`` [P]. ``index_add_``
+    rather than ``bincount``: on CUDA bincount reads the largest label back to the host to size its output."""
+    w = torch.ones_like(labels, dtype=dtype) if weights is None else weights.to(dtype)
+    return torch.zeros(num, dtype=dtype, device=labels.device).index_add_(0, labels, w)
+
+
+def _label_slots(labels: torch.Tensor, num_labels: int | None) -> tuple[torch.Tensor, int]:
+    """Labels as slot indices and the slot count: the labels themselves with ``num_labels`` (ids known to lie in
+    0..num_labels-1: nothing is read back from the device), else ranks of the distinct labels (``torch.unique``,
+    which synchronises on CUDA)."""
+    if num_labels is not None:
+        return labels, int(num_labels)
+    uniq, inv = torch.unique(labels, return_inverse=True)
+    return inv, len(uniq)
 
 
 def pixel_contrastive_loss(
@@ -58,8 +76,6 @@ def pixel_contrastive_loss(
         return mu_f.sum() * 0.0
     pos = lab_f[:, None] == lab_s[None, :]
     has_pos = pos.any(1)
-    if not bool(has_pos.any()):
-        return mu_f.sum() * 0.0
     k = torch.exp(pairwise_pp_log_kernel(mu_f, var_f, mu_s, var_s))  # [Pf, Ps]
     if balanced:
         n_pos = pos.sum(1).clamp_min(1).to(k.dtype)
@@ -68,8 +84,11 @@ def pixel_contrastive_loss(
     else:
         logits = k / temperature
     log_all = torch.logsumexp(logits, dim=1)
-    log_pos = torch.logsumexp(logits.masked_fill(~pos, float("-inf")), dim=1)
-    return (log_all - log_pos)[has_pos].mean()
+    # rows without a positive take every column as positive (a finite 0 with a finite gradient) and are then
+    # weighted out: masks rather than boolean indexing, which would read the row count back from a GPU
+    log_pos = torch.logsumexp(logits.masked_fill(~(pos | ~has_pos[:, None]), float("-inf")), dim=1)
+    w = has_pos.to(k.dtype)
+    return ((log_all - log_pos) * w).sum() / w.sum().clamp_min(1)
 
 
 def concentration_loss(
@@ -80,6 +99,7 @@ def concentration_loss(
     var_s: torch.Tensor,
     lab_s: torch.Tensor,
     confidence_f: torch.Tensor | None = None,
+    num_labels: int | None = None,
 ) -> torch.Tensor:
     r"""Eq. 3, pull each fast pixel towards its instance's slow centroid.
 
@@ -89,25 +109,24 @@ def concentration_loss(
     .. math:: L = -\frac{1}{|L|} \sum_{l \in L} \frac{1}{|P_f^l|}\sum_{p \in P_f^l} c_p\, K(F_p, \bar C_l)
 
     over the labels L present in both halves; c_p is the 2D model's
-    confidence (1 if not given). Returns a scalar in [-1, 0].
+    confidence (1 if not given). Returns a scalar in [-1, 0]. ``num_labels``: labels lie in
+    0..num_labels-1 (then nothing is read back from the device; else found with ``torch.unique``).
     """
     if mu_f.shape[0] == 0 or mu_s.shape[0] == 0:
         return mu_f.sum() * 0.0
-    uniq, inv = torch.unique(torch.cat([lab_f, lab_s]), return_inverse=True)
+    inv, L = _label_slots(torch.cat([lab_f, lab_s]), num_labels)
     inv_f, inv_s = inv[: len(lab_f)], inv[len(lab_f) :]
-    L = len(uniq)
     c_mu = _segment_means(mu_s, inv_s, L)
-    c_var = _segment_means(var_s, inv_s, L)
-    in_s = torch.bincount(inv_s, minlength=L) > 0
-    keep = in_s[inv_f]
-    if not bool(keep.any()):
-        return mu_f.sum() * 0.0
+    in_s = _counts(inv_s, L) > 0
+    c_var = _segment_means(var_s, inv_s, L).masked_fill(~in_s[:, None], 1.0)  # empty slots: any var > 0
+    keep = in_s[inv_f].to(mu_f.dtype)  # fast pixels whose label has a slow centroid
     k = torch.exp(pp_log_kernel(mu_f, var_f, c_mu[inv_f], c_var[inv_f]))
     if confidence_f is not None:
         k = k * confidence_f
-    per_label = _segment_means(k[keep][:, None], inv_f[keep], L)[:, 0]
-    present = torch.bincount(inv_f[keep], minlength=L) > 0
-    return -per_label[present].mean()
+    n_f = _counts(inv_f, L, k.dtype, keep)
+    per_label = torch.zeros(L, dtype=k.dtype, device=k.device).index_add_(0, inv_f, k * keep) / n_f.clamp_min(1)
+    present = (n_f > 0).to(k.dtype)
+    return -(per_label * present).sum() / present.sum().clamp_min(1)
 
 
 def variance_regularizer(var: torch.Tensor) -> torch.Tensor:
@@ -120,45 +139,52 @@ def variance_regularizer(var: torch.Tensor) -> torch.Tensor:
 
 
 def view_centroids(
-    mu: torch.Tensor, var: torch.Tensor, labels: torch.Tensor, min_pixels: int = 10
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-instance mean embedding of one view: mu, var [P, N], labels [P] -> ([L, N], [L, N]),
-    for the instances with more than ``min_pixels`` sampled pixels."""
-    uniq, inv, cnt = torch.unique(labels, return_inverse=True, return_counts=True)
-    c_mu = _segment_means(mu, inv, len(uniq))
-    c_var = _segment_means(var, inv, len(uniq))
+    mu: torch.Tensor, var: torch.Tensor, labels: torch.Tensor, min_pixels: int = 10, num_labels: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-instance mean embedding of one view: mu, var [P, N], labels [P] -> (c_mu [L, N], c_var [L, N],
+    keep [L] bool), keep marking the instances with more than ``min_pixels`` sampled pixels. L slots: one per
+    label 0..num_labels-1 with ``num_labels`` (nothing read back from the device), else one per distinct label.
+    Slots that are not kept hold mu 0, var 1."""
+    inv, L = _label_slots(labels, num_labels)
+    cnt = _counts(inv, L, mu.dtype)
     keep = cnt > min_pixels
-    return c_mu[keep], c_var[keep]
+    c_var = _segment_means(var, inv, L).masked_fill(~keep[:, None], 1.0)
+    return _segment_means(mu, inv, L) * keep[:, None], c_var, keep
 
 
 def cross_view_loss(
     mu_1: torch.Tensor,
     var_1: torch.Tensor,
+    keep_1: torch.Tensor | None,
     mu_2: torch.Tensor,
     var_2: torch.Tensor,
+    keep_2: torch.Tensor | None,
     tau: float = 0.9,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Eq. 5, the cross-view constraint on two views' instance centroids.
 
     Centroids C^1 [L1, N] of view 1 and C^2 [L2, N] of view 2 (2D ids do
-    not correspond across views). Each C^1_a is matched to its most similar
+    not correspond across views; ``keep_*`` [L*] bool marks the centroids that take part, None = all, as
+    :func:`view_centroids` returns them). Each kept C^1_a is matched to its most similar kept
     C^2_b; confident matches (K > tau) are mined as positives and pulled
     together:
 
     .. math:: L = -\frac{1}{|M|} \sum_{a \in M} \log \max_b K(C^1_a, C^2_b),\quad M = \{a : \max_b K > \tau\}
 
-    Returns (loss, fraction of centroids mined).
+    Returns (loss, fraction of the kept centroids of view 1 mined); 0 when none is mined. Masks throughout,
+    so nothing is read back from the device.
     """
     if mu_1.shape[0] == 0 or mu_2.shape[0] == 0:
         z = mu_1.sum() * 0.0 + mu_2.sum() * 0.0
         return z, z.detach()
-    logk = pairwise_pp_log_kernel(mu_1, var_1, mu_2, var_2)
+    k1 = torch.ones(len(mu_1), dtype=torch.bool, device=mu_1.device) if keep_1 is None else keep_1
+    k2 = torch.ones(len(mu_2), dtype=torch.bool, device=mu_2.device) if keep_2 is None else keep_2
+    logk = pairwise_pp_log_kernel(mu_1, var_1, mu_2, var_2).masked_fill(~k2[None, :], float("-inf"))
     best = logk.max(dim=1).values
-    mined = best > torch.log(torch.tensor(tau, dtype=best.dtype))
-    frac = mined.float().mean().detach()
-    if not bool(mined.any()):
-        return best.sum() * 0.0, frac
-    return -best[mined].mean(), frac
+    mined = (best > (math.log(tau) if tau > 0 else -math.inf)) & k1
+    w = mined.to(best.dtype)
+    frac = (w.sum() / k1.sum().clamp_min(1)).detach()
+    return -torch.where(mined, best, 0.0).sum() / w.sum().clamp_min(1), frac
 
 
 def semantic_loss(

@@ -11,6 +11,7 @@ compared bit for bit).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -48,11 +49,11 @@ def step_losses(
     tc, rc = cfg.train, cfg.render
     stage = Stage.at(step, cfg, spec, len(views))
     ids = sampler.step_views(stage.cross_view)
-    idx = torch.tensor(ids, device=views.device)
-    vm, Ks = views.viewmats[idx], views.Ks[idx]
+    take = lambda x: views.take(x, ids)  # noqa: E731
+    vm, Ks = take(views.viewmats), take(views.Ks)
     rgb, _, _, meta = render_rgb(params, vm, Ks, views.W, views.H, stage.sh_degree, backend=rc.backend, eps2d=rc.eps2d)
-    gt = views.images[idx].float() / 255.0
-    valid = views.valid[idx]
+    gt = take(views.images).float() / 255.0
+    valid = take(views.valid)
     out: dict[str, torch.Tensor] = {}
     vm3 = valid[..., None].float()
     out["appearance"] = sum(
@@ -74,7 +75,7 @@ def step_losses(
         sem_logits = feats["semantics"][:n_sem]
         sem_lab = torch.cat([views.sem[i].reshape(-1)[p] for i, p in zip(ids, sem_pix)])
         conf = torch.cat([views.conf[i].reshape(-1)[p] for i, p in zip(ids, sem_pix)])
-        bounds = torch.cumsum(torch.tensor([n_sem] + [len(p) for p in inst_pix]), 0).tolist()
+        bounds = list(itertools.accumulate([n_sem] + [len(p) for p in inst_pix]))
         rows = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
         sampled = [(i, p, {k: feats[k][r] for k in _INSTANCE_KEYS if k in feats}) for i, p, r in zip(ids, inst_pix, rows)]
     else:
@@ -82,8 +83,8 @@ def step_losses(
         if track:
             meta = {**meta, "feature_means2d": feats["means2d"]}
         sem_logits = feats["semantics"][valid]
-        sem_lab = views.sem[idx][valid]
-        conf = views.conf[idx][valid]
+        sem_lab = take(views.sem)[valid]  # boolean indexing: the dense mode reads a count back from a GPU
+        conf = take(views.conf)[valid]
         sampled = [(i, p, {k: feats[k][c].reshape(-1, feats[k].shape[-1])[p] for k in _INSTANCE_KEYS if k in feats})
                    for c, (i, p) in enumerate(zip(ids, inst_pix))]
     out["semantic"] = losses.semantic_loss(sem_logits, sem_lab, conf)
@@ -115,10 +116,11 @@ def _add_instance_terms(out, total, sampled, cfg, views, cross_view, spec) -> to
         h = len(pix) // 2
         con.append(losses.pixel_contrastive_loss(mu[:h], var[:h], lab[:h], mus[h:], vars_[h:], lab[h:], tc.temperature,
                                                  balanced=tc.balanced_temperature))
-        conc.append(losses.concentration_loss(mu[:h], var[:h], lab[:h], mus[h:], vars_[h:], lab[h:], cf[:h]))
+        conc.append(losses.concentration_loss(mu[:h], var[:h], lab[:h], mus[h:], vars_[h:], lab[h:], cf[:h],
+                                              num_labels=views.num_labels))
         if spec.embedding == "probabilistic":
             reg.append(losses.variance_regularizer(var))
-        cents.append(losses.view_centroids(mu, var, lab, min_pixels=tc.cross_view_min_samples))
+        cents.append(losses.view_centroids(mu, var, lab, min_pixels=tc.cross_view_min_samples, num_labels=views.num_labels))
     if con:
         out["contrastive"] = torch.stack(con).mean()
         out["concentration"] = torch.stack(conc).mean()

@@ -87,6 +87,10 @@ class Trainer:
         self.optimizers: dict = {}
         self.densifier = Densifier(cfg.train, device, self.scene_scale)
         self.on_step = None
+        # CUDA: a step reads nothing back from the device (see train_step); the CPU keeps the plain checks
+        self.sync_free = device.type == "cuda"
+        self.nonfinite_run = torch.zeros((), device=device)  # consecutive non-finite steps (sync-free mode)
+        self.nonfinite_new = torch.zeros((), device=device)  # non-finite steps since the last log line
 
     # ------------------------------------------------------------------ model
     def init_model(self) -> None:
@@ -102,7 +106,9 @@ class Trainer:
         self.optimizers = {}
         for name, key in LR_KEYS.items():
             lr = getattr(tc, key) * (self.scene_scale if name == "means" else 1.0)
-            self.optimizers[name] = torch.optim.Adam([self.params[name]], lr=lr, eps=1e-15)
+            # sync-free: the fused Adam, which skips a step on the device when its found_inf is set
+            self.optimizers[name] = torch.optim.Adam([self.params[name]], lr=lr, eps=1e-15,
+                                                     **({"fused": True} if self.sync_free else {}))
 
     def _means_lr(self, step: int) -> float:
         # exponential decay to 1% over the run, as 3DGS
@@ -111,23 +117,45 @@ class Trainer:
         return tc.lr_means * self.scene_scale * (0.01**t)
 
     # ------------------------------------------------------------------ steps
-    def train_step(self, step: int) -> dict[str, float]:
-        """One optimisation step; returns the loss terms as floats (``nonfinite`` set if it was skipped)."""
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        """One optimisation step; returns the loss terms as detached 0-dim tensors (``nonfinite`` 1 if the step
+        was skipped for a non-finite loss).
+
+        On the CPU a non-finite loss is seen at once and the step returns before ``backward``. In
+        ``sync_free`` mode (CUDA) nothing is read back from the device: the check is a device flag, the fused
+        Adam skips its update on it (``found_inf``), the densification statistic gets the zeroed gradients,
+        and :attr:`nonfinite_run` / :attr:`nonfinite_new` count on the device for :func:`~pcf_gs.lift.fit.fit`
+        to read every ``log_every`` steps."""
         for o in self.optimizers.values():
             o.zero_grad(set_to_none=True)
         self.optimizers["means"].param_groups[0]["lr"] = self._means_lr(step)
         terms, meta = step_losses(self.params, self.spec, self.cfg, self.views, self.sampler, step)
         self.densifier.pre_backward(self.params, self.optimizers, step, meta)
         total = terms["total"]
-        if not torch.isfinite(total):
-            return {"nonfinite": 1.0, **{k: float(v.detach()) for k, v in terms.items()}}
+        bad = ~torch.isfinite(total)
+        if not self.sync_free and bool(bad):
+            return {"nonfinite": torch.ones(()), **{k: v.detach() for k, v in terms.items()}}
         total.backward()
+        if self.sync_free:
+            self._guard_nonfinite(bad, meta)
         self.densifier.post_backward(self.params, self.optimizers, step, meta, self._means_lr(step))
         for o in self.optimizers.values():
             o.step()
         if step >= self.cfg.train.warmup_iterations:
             ema_update_slow(self.params, self.cfg.train.ema_momentum)
-        return {k: float(v.detach()) for k, v in terms.items()}
+        return {k: v.detach() for k, v in terms.items()}
+
+    def _guard_nonfinite(self, bad: torch.Tensor, meta: dict) -> None:
+        """Sync-free mode: zero every gradient of a non-finite step (the densification statistic reads the
+        2D means' one), tell the fused Adam to skip it, count it."""
+        for t in [*self.params.values(), meta.get("means2d"), meta.get("feature_means2d")]:
+            if t is not None and t.grad is not None:
+                t.grad = torch.where(bad, 0.0, t.grad)
+        flag = bad.float()
+        for o in self.optimizers.values():
+            o.found_inf = flag
+        self.nonfinite_run = (self.nonfinite_run + 1) * bad
+        self.nonfinite_new = self.nonfinite_new + bad
 
     @torch.no_grad()
     def eval_psnr(self) -> float:
@@ -154,6 +182,7 @@ class Trainer:
             "rng": {
                 "gen": self.sampler.gen.get_state(),
                 "sem_gen": self.sampler.sem_gen.get_state(),
+                "pix_gen": self.sampler.pix_gen.get_state(),
                 "torch": torch.get_rng_state(),
                 "numpy": np.random.get_state(),
                 "python": random.getstate(),
@@ -178,6 +207,8 @@ class Trainer:
         self.sampler.gen.set_state(ck["rng"]["gen"])
         if "sem_gen" in ck["rng"]:  # older checkpoints: the stream starts afresh
             self.sampler.sem_gen.set_state(ck["rng"]["sem_gen"])
+        if "pix_gen" in ck["rng"] and self.sampler.pix_gen is not self.sampler.gen:
+            self.sampler.pix_gen.set_state(ck["rng"]["pix_gen"])
         torch.set_rng_state(ck["rng"]["torch"])
         np.random.set_state(ck["rng"]["numpy"])
         random.setstate(ck["rng"]["python"])

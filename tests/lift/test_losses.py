@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pcf_gs.lift.losses import (
     appearance_loss,
@@ -75,19 +77,23 @@ def test_variance_regularizer():
 def test_view_centroids_min_pixels():
     mu = torch.arange(12, dtype=torch.float64)[:, None]
     lab = torch.tensor([1] * 11 + [2])
-    c_mu, c_var = view_centroids(mu, torch.ones_like(mu), lab, min_pixels=10)
-    assert c_mu.shape == (1, 1) and math.isclose(c_mu.item(), 5.0)
+    c_mu, c_var, keep = view_centroids(mu, torch.ones_like(mu), lab, min_pixels=10)
+    assert keep.tolist() == [True, False] and math.isclose(c_mu[0].item(), 5.0)
+    # with the label range given: one slot per label (0 and 2 unused), same centroid
+    c_mu, c_var, keep = view_centroids(mu, torch.ones_like(mu), lab, min_pixels=10, num_labels=4)
+    assert keep.tolist() == [False, True, False, False] and math.isclose(c_mu[1].item(), 5.0)
+    assert torch.all(c_var[~keep] == 1)
 
 
 def test_cross_view_mines_confident_matches():
     mu1 = T(0.0, 10.0)[:, None]
     mu2 = T(0.1, -10.0)[:, None]
     v = T(1.0, 1.0)[:, None]
-    loss, frac = cross_view_loss(mu1, v, mu2, v, tau=0.9)
+    loss, frac = cross_view_loss(mu1, v, None, mu2, v, None, tau=0.9)
     k = math.exp(-0.01 / 8)
     assert math.isclose(frac.item(), 0.5)
     assert math.isclose(loss.item(), -math.log(k), rel_tol=1e-9)
-    loss0, frac0 = cross_view_loss(mu1, v, mu2 + 100, v, tau=0.9)
+    loss0, frac0 = cross_view_loss(mu1, v, None, mu2 + 100, v, None, tau=0.9)
     assert loss0.item() == 0.0 and frac0.item() == 0.0
 
 
@@ -117,7 +123,7 @@ def test_gradcheck_instance_losses():
     ls = torch.tensor([0, 1, 1, 2, 2, 2, 3])
     assert torch.autograd.gradcheck(lambda m, v: pixel_contrastive_loss(m, v, lf, mu_s, var_s, ls, 0.7), (mu_f, var_f))
     assert torch.autograd.gradcheck(lambda m, v: concentration_loss(m, v, lf, mu_s, var_s, ls), (mu_f, var_f))
-    assert torch.autograd.gradcheck(lambda m, v: cross_view_loss(m, v, mu_s, var_s, tau=0.0)[0], (mu_f, var_f))
+    assert torch.autograd.gradcheck(lambda m, v: cross_view_loss(m, v, None, mu_s, var_s, None, tau=0.0)[0], (mu_f, var_f))
 
 
 def test_ssim_matches_2d_window_formula():
@@ -162,3 +168,33 @@ def test_balanced_temperature_gradcheck():
     lab_f, lab_s = torch.tensor([0, 1, 2, 0, 1]), torch.tensor([0, 1, 2, 3, 3, 3, 3, 3, 3, 3, 0, 1])
     assert torch.autograd.gradcheck(
         lambda m, v: pixel_contrastive_loss(m, v, lab_f, mu_s, var_s, lab_s, balanced=True), (mu_f, var_f))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=2, max_size=12), st.lists(st.integers(0, 5), min_size=2, max_size=12),
+       st.integers(0, 3))
+def test_label_slots_give_the_same_losses_as_distinct_labels(lf, ls, min_pixels):
+    # the sync-free form (labels used as slots 0..num_labels-1, masks instead of boolean indexing) against the
+    # torch.unique form, on any labelling: rows without positives, labels only on one side, nothing kept
+    g = torch.Generator().manual_seed(len(lf) * 13 + len(ls))
+    mu_f, mu_s = torch.randn(len(lf), 3, generator=g, dtype=torch.float64), torch.randn(len(ls), 3, generator=g, dtype=torch.float64)
+    var_f = torch.rand(len(lf), 3, generator=g, dtype=torch.float64) + 0.5
+    var_s = torch.rand(len(ls), 3, generator=g, dtype=torch.float64) + 0.5
+    lab_f, lab_s = torch.tensor(lf), torch.tensor(ls)
+    a = concentration_loss(mu_f, var_f, lab_f, mu_s, var_s, lab_s)
+    b = concentration_loss(mu_f, var_f, lab_f, mu_s, var_s, lab_s, num_labels=6)
+    assert torch.allclose(a, b, atol=1e-12)
+    # cross-view: slots with masks against the kept centroids alone
+    c1, c2 = view_centroids(mu_f, var_f, lab_f, min_pixels, num_labels=6), view_centroids(mu_s, var_s, lab_s, min_pixels, num_labels=6)
+    loss, frac = cross_view_loss(*c1, *c2, tau=0.5)
+    k1, k2 = c1[2], c2[2]
+    ref, ref_frac = cross_view_loss(c1[0][k1], c1[1][k1], None, c2[0][k2], c2[1][k2], None, tau=0.5)
+    assert torch.allclose(loss, ref, atol=1e-12) and torch.allclose(frac, ref_frac)
+
+
+def test_rows_without_positives_get_no_gradient():
+    mu_f = T(0.0, 5.0)[:, None].requires_grad_()
+    loss = pixel_contrastive_loss(mu_f, T(1.0, 1.0)[:, None], torch.tensor([1, 3]),
+                                  T(0.0, 2.0)[:, None], T(1.0, 1.0)[:, None], torch.tensor([1, 2]), balanced=True)
+    loss.backward()
+    assert torch.isfinite(mu_f.grad).all() and mu_f.grad[1].item() == 0.0
