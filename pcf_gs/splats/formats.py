@@ -495,7 +495,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("splat", ".splat", read_splat, write_splat, False, "numpy (fixed 32-byte rows)",
            "position/scale float32, colour and opacity 1/255 (clamped to [0, 1]), quaternion 1/128 per component, no SH above degree 0"),
     Format("spz", ".spz", read_spz, write_spz, False, "gsply 0.4.6",
-           "position 2^-12, log-scale 1/16 in [-10, 6], opacity 1/255, sh0 1/38.25 in [-3.3, 3.3], shN 1/128 in [-1, 1], quaternion 9 bits + sign"),
+           "position 2^-12, log-scale 1/16 in [-10, 6], opacity 1/255, sh0 1/38.25 in [-3.3, 3.3], shN degree 1 8/128, degrees 2-3 16/128 in [-1, 1] (reference-encoder buckets), quaternion 9 bits + sign"),
     Format("sog", ".sog", _sog.read_sog, _sog.write_sog, False, "numpy + Pillow (WebP lossless)",
            "position 16 bits of the log-range, quaternion 8 bits, scales/sh0/shN: 256-entry codebooks, shN: k-means palette"),
     Format("glb", ".glb", read_glb, write_glb, True, "numpy (glTF 2.0 + KHR_gaussian_splatting)",
