@@ -176,9 +176,12 @@ def export_formats(source: Path, out: Path, formats, progress: bool = True) -> d
     table = None
     if kind == "segment":
         table = _load_table(source / "objects.json")
-        scene_path = next((p for p in (source / "scene_labeled.ply", source / "scene_labeled.glb", source / "scene_labeled.pt") if p.is_file()), None)
+        from pcf_gs.splats.formats import FORMATS
+
+        cands = [source / (stem + f.ext) for stem in ("scene_labeled", "scene") for f in FORMATS.values()]
+        scene_path = next((p for p in cands if p.is_file()), None)
         if scene_path is None:
-            raise UserError("segment export without scene_labeled.ply", source)
+            raise UserError("segment export without scene_labeled.ply (or a scene file of another format)", source)
         items.append(("scene_labeled", read_splats(scene_path), True))
         for o in table["objects"]:
             files = o.get("files") if isinstance(o.get("files"), dict) else {}
