@@ -460,6 +460,7 @@ def test_splat_transform_reads_what_we_write(tmp_path):
         a, b = read_ply(out)[0], F.read_splats(p)
         assert len(a) == len(b) == 1500
         assert np.allclose(a.means, b.means, atol=1e-5) and np.allclose(a.sh0, b.sh0, atol=1e-5)
-        assert quat_dot(a.quats, b.quats).min() > 1 - 1e-5
+        # .splat readers differ in how they map the quaternion bytes back (within one 8-bit step)
+        assert quat_dot(a.quats, b.quats).min() > (1 - 1e-3 if fmt == "splat" else 1 - 1e-5)
         if b.shN.shape[1]:
             assert np.allclose(a.shN, b.shN, atol=1e-5)
