@@ -27,11 +27,9 @@ It is its own inverse.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import struct
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable

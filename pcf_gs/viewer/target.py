@@ -405,6 +405,13 @@ def load_target(target: str | Path) -> ViewScene:
         return load_run_dir(t / "run", seg if seg.is_dir() else None)
     if (t / "scene_labeled.ply").is_file():
         return load_ply_file(t / "scene_labeled.ply", t / "objects.json", run=_run_of_segment(t))
+    if (t / "objects.json").is_file():  # a `pcf-gs export` tree in another format
+        from pcf_gs.splats.formats import FORMATS
+
+        for stem in ("scene_labeled", "scene"):
+            for f in FORMATS.values():
+                if (t / (stem + f.ext)).is_file():
+                    return load_ply_file(t / (stem + f.ext), t / "objects.json", run=_run_of_segment(t))
     if (t / "gaussian_instance_ids.npy").is_file():
         run = _run_of_segment(t)
         if run is None:

@@ -134,3 +134,13 @@ def test_segment_export_and_run_export_on_a_tiny_run(tiny_mr, tmp_path, capsys):
     assert np.abs(i0 - i1).mean() < 3
     capsys.readouterr()
     assert main(["export", str(run), "--format", "nope", "--out", str(tmp_path / "y")]) == 2
+
+
+def test_view_loads_an_exported_tree_of_any_format(tmp_path):
+    from pcf_gs.viewer.target import load_target
+
+    make_segment_export(tmp_path / "seg")
+    assert main(["-q", "export", str(tmp_path / "seg"), "--format", "glb,spz", "--out", str(tmp_path / "out")]) == 0
+    v = load_target(tmp_path / "out")  # scene_labeled.glb: labels kept
+    assert v.instance_ids is not None and len(v) == 400
+    assert len(load_target(tmp_path / "out" / "objects" / "1_chair.spz")) > 0
