@@ -17,7 +17,7 @@ from pcf_gs.errors import UserError
 
 log = logging.getLogger("pcf_gs")
 
-COMMANDS = ("synth", "info", "predict", "train", "render", "edit", "segment", "eval", "view", "demo")
+COMMANDS = ("synth", "info", "predict", "train", "render", "edit", "segment", "export", "eval", "view", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

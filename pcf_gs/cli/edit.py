@@ -10,10 +10,11 @@ def add_parser(sub) -> None:
     p = sub.add_parser("edit", help="remove, extract, recolour, move, rotate, scale or duplicate objects of a splat PLY",
                        description="Apply edits to a 3DGS PLY, in command-line order, and write a new PLY. "
                        "ID = an object ID (objects.json / the instance_id property), IDs (3,5), or 'box' "
-                       "(the Gaussians inside the last --box; works on unlabelled PLYs). "
+                       "(the Gaussians inside the last --box; works on unlabelled files). Any format of docs/formats.md is read; "
+                       "OUT's extension picks the format written (labels survive only in .ply, .glb and .pt). "
                        "The input is never modified. See docs/editing.md.")
-    p.add_argument("input", metavar="IN.ply", help="splat file (labelled scene_labeled.ply or any 3DGS PLY)")
-    p.add_argument("--out", required=True, metavar="OUT.ply", help="edited file (written atomically)")
+    p.add_argument("input", metavar="IN", help="splat file in any format of docs/formats.md (labelled scene_labeled.ply or any 3DGS PLY, .spz, .sog, .glb, ...)")
+    p.add_argument("--out", required=True, metavar="OUT", help="edited file (written atomically), format by extension; without a splat extension, IN's format")
     add = lambda flag, metavar, help: p.add_argument(  # noqa: E731
         f"--{flag}", dest=f"edit_{flag}", action=_OrderedEdit, metavar=metavar, help=help)
     add("remove", "ID", "delete the object's Gaussians (repeatable)")

@@ -20,14 +20,15 @@ from pcf_gs.splats.export import splats_to_params
 def add_parser(sub) -> None:
     p = sub.add_parser("render", help="render a trained run, or any splat PLY, with the run's cameras")
     p.add_argument("run", metavar="RUN", help="run directory")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (rgb/, alpha/, depth/, and semantics/ without --ply)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (rgb/, alpha/, depth/, and semantics/ without --splats)")
     p.add_argument("--split", choices=["test", "train", "all"], default="test")
-    p.add_argument("--ply", metavar="FILE", help="render this 3DGS PLY (world frame, e.g. an edited scene) instead of the run's model")
+    p.add_argument("--splats", "--ply", dest="splats", metavar="FILE",
+                   help="render this splat file (any format of docs/formats.md, world frame, e.g. an edited scene) instead of the run's model; --ply is an alias")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    ply = Path(args.ply) if args.ply else None
+    ply = Path(args.splats) if args.splats else None
     res = render_run(Path(args.run), Path(args.out), split=args.split, progress=not args.quiet, ply=ply)
     psnr = f", PSNR {res['psnr']:.2f} dB" if res["psnr"] is not None else ""
     what = f" of {ply}" if ply else ""
@@ -42,15 +43,15 @@ def render_run(run_dir: Path, out: Path, split: str = "test", overwrite: bool = 
     depth/<frame>.png (16-bit, millimetres in the original world units) and
     OUT/metrics.json (PSNR against the frames' images when the data folder is still there).
 
-    With ``ply`` the splats of that file (world frame, any 3DGS PLY, e.g. an edited
+    With ``ply`` the splats of that file (world frame, any format :func:`~pcf_gs.splats.formats.read_splats` reads, e.g. an edited
     scene) are rendered with the run's cameras instead of the run's model; there
     are no semantics then (rgb/, alpha/, depth/ only)."""
     run = Run.load(run_dir)
     params, sh_degree = run.params, run.spec.sh_degree
     if ply is not None:
-        from pcf_gs.splats.ply import read_ply
+        from pcf_gs.splats.formats import read_splats
 
-        s, _ = read_ply(ply)
+        s = read_splats(ply)
         if len(s) == 0:
             raise UserError("has no Gaussians to render", ply)
         params = splats_to_params(s, run.normalization)

@@ -284,11 +284,20 @@ def run_segment(
     overrides: list[str] | None = None,
     gaussian_labels: str = "vote",
     progress: bool = True,
+    export_formats: list[str] | None = None,
 ) -> dict:
     """Segment run directory ``run_dir`` into ``out`` (replaced atomically); returns what OUT/segment.json holds
     (with ``seconds``: wall time per stage: load, classes, render_nodes, clustering, label_views,
-    label_gaussians, export)."""
+    label_gaussians, export). ``export_formats`` (e.g. ["spz", "glb"]): also write the exported tree
+    in those formats (:func:`pcf_gs.splats.export.export_formats`); implies ``export_ply``, whose PLY
+    files are always kept."""
     from pcf_gs.data import load_scene
+
+    if export_formats:
+        from pcf_gs.splats.formats import parse_formats
+
+        parse_formats(",".join(export_formats))  # a bad name fails before any work
+        export_ply = True
 
     clock = _StageClock()
     run = Run.load(run_dir)
@@ -321,6 +330,13 @@ def run_segment(
         clock.lap("label_gaussians")
         info["gaussian_labels"] = gaussian_labels
         exported = write_gaussian_labels(run, tmp, inst_g, sem_g, protos, palette, scene.classes, export_ply)
+        if export_formats:
+            from pcf_gs.splats.export import export_formats as convert
+
+            fmts = [f for f in export_formats if f.strip().lower() != "ply"]
+            if fmts:
+                convert(tmp, tmp, fmts, progress=progress)
+            info["export_formats"] = ["ply"] + [f for f in fmts]
         clock.lap("export")
         if exported is not None:
             info["objects_exported"] = exported

@@ -36,7 +36,8 @@ import numpy as np
 from pcf_gs.splats import edit as E
 from pcf_gs.errors import UserError
 from pcf_gs.atomic import write_json_atomic
-from pcf_gs.splats.ply import Splats, read_ply, write_ply
+from pcf_gs.splats.formats import FORMATS, format_of, read_splats, write_splats
+from pcf_gs.splats.ply import Splats
 
 OPS = ("remove", "extract", "recolor", "translate", "rotate", "scale", "duplicate")
 
@@ -381,6 +382,20 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
+def output_path(inp: Path, out: Path) -> Path:
+    """``out``, or, when its name has no splat extension, ``out`` + IN's extension (an edited SPZ stays an SPZ)."""
+    try:
+        format_of(out)
+        return out
+    except UserError:
+        pass
+    try:
+        f = format_of(inp, reading=True)
+    except UserError:
+        f = FORMATS["ply"]
+    return out.with_name(out.name + f.ext)
+
+
 def run_edit(inp: Path, out: Path, ops: list[Op], overwrite: bool = False, objects: Path | None = None) -> dict:
     """Read IN, apply ``ops`` in order, write OUT (atomically) and, when IN had an objects table,
     ``<OUT stem>.objects.json``. Returns a summary (lines, counts, paths)."""
@@ -388,10 +403,11 @@ def run_edit(inp: Path, out: Path, ops: list[Op], overwrite: bool = False, objec
     if not ops:
         raise UserError("no edits given (use --remove, --extract, --recolor, --translate, --rotate, --scale, --duplicate or --script)")
     if out.is_dir():
-        raise UserError("is a folder; --out must be a .ply file path", out)
+        raise UserError("is a folder; --out must be a splat file path", out)
+    out = output_path(inp, out)
     if inp.is_file() and _same_file(inp, out) and not overwrite:
         raise UserError("--out is the input file; pass --overwrite to replace it", out)
-    s, _ = read_ply(inp)
+    s = read_splats(inp)
     table_path = objects if objects is not None else (find_objects_json(inp) if "instance_id" in s.extra else None)
     table = None
     if table_path is not None:
@@ -411,7 +427,7 @@ def run_edit(inp: Path, out: Path, ops: list[Op], overwrite: bool = False, objec
         lines.append(line)
     if len(s) == 0:
         raise UserError("the edits leave no Gaussians; nothing written")
-    write_ply(out, s, extra=True)
+    write_splats(out, s, extra=True)
     res = {"input": str(inp), "output": str(out), "gaussians_in": n0, "gaussians_out": len(s), "edits": lines}
     if table is not None:
         side = out.with_name(out.stem + ".objects.json")

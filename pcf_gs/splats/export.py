@@ -17,6 +17,7 @@ import torch
 
 from pcf_gs.data.scene import Normalization
 from pcf_gs.atomic import write_json_atomic
+from pcf_gs.errors import UserError
 from pcf_gs.lift.pp_kernel import activate_var
 from pcf_gs.lift.model import ModelSpec
 from pcf_gs.splats.ply import Splats, write_ply
@@ -111,3 +112,143 @@ def export_objects(
             write_ply(out / "stuff" / f"{_safe(name)}.ply", splats.subset(m), extra=False)
     write_json_atomic(out / "objects.json", {"objects": table})
     return table
+
+
+# ----------------------------------------------------------------------------- other formats
+
+
+def _label_keys(s: Splats) -> list[str]:
+    return [k for k in ("instance_id", "semantic_id", "inst_mu", "inst_var") if k in s.extra]
+
+
+def _source_kind(source: Path) -> str:
+    if source.is_dir():
+        if (source / "objects.json").is_file():
+            return "segment"
+        if (source / "checkpoint.pt").is_file():
+            return "run"
+        if (source / "meta.json").is_file():
+            return "file"  # an unbundled SOG
+        raise UserError("not a segment export (no objects.json), a training run (no checkpoint.pt) or a splat file", source)
+    if not source.exists():
+        raise UserError("not found", source)
+    return "file"
+
+
+def _load_table(path: Path) -> dict:
+    import json
+
+    try:
+        table = json.loads(path.read_text())
+        if not isinstance(table, dict) or not isinstance(table.get("objects"), list):
+            raise ValueError("no 'objects' list")
+        for o in table["objects"]:
+            if not isinstance(o, dict) or "id" not in o or not isinstance(o.get("file"), str):
+                raise ValueError("an object without 'id' or 'file'")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"not a valid objects.json ({e})", path) from None
+    return table
+
+
+def export_formats(source: Path, out: Path, formats, progress: bool = True) -> dict:
+    """Write ``source`` (a segment export folder, a training run or one splat file) in each of
+    ``formats`` (:class:`pcf_gs.splats.formats.Format` or names) under ``out``.
+
+    Segment export -> the same tree per format: ``objects/<id>_<class><ext>``, ``stuff/<class><ext>``,
+    ``scene_labeled<ext>`` (formats that carry our labels) or ``scene<ext>`` (others: the labels are
+    dropped and objects.json says so), and ``objects.json`` with each object's ``file`` naming the
+    first format's file and ``files`` every format's (other fields kept). A run -> ``scene<ext>``
+    (world frame, with inst_mu / inst_var where the format carries them); a single file ->
+    ``<stem><ext>``. Every input is read (and checked) before anything is written; every output is
+    written atomically, so a failure leaves earlier files as they were. Returns a summary.
+    """
+    from pcf_gs.atomic import write_json_atomic
+    from pcf_gs.progress import progress_bar
+    from pcf_gs.splats.formats import parse_formats, read_splats, strip_ext
+
+    source, out = Path(source), Path(out)
+    fmts = parse_formats(",".join(f if isinstance(f, str) else f.name for f in formats))
+    kind = _source_kind(source)
+    if out.exists() and not out.is_dir():
+        raise UserError("exists and is not a folder", out)
+    # items: (output path without extension, relative to out; splats; carries labels)
+    items: list[tuple[str, Splats, bool]] = []
+    table = None
+    if kind == "segment":
+        table = _load_table(source / "objects.json")
+        from pcf_gs.splats.formats import FORMATS
+
+        cands = [source / (stem + f.ext) for stem in ("scene_labeled", "scene") for f in FORMATS.values()]
+        scene_path = next((p for p in cands if p.is_file()), None)
+        if scene_path is None:
+            raise UserError("segment export without scene_labeled.ply (or a scene file of another format)", source)
+        items.append(("scene_labeled", read_splats(scene_path), True))
+        for o in table["objects"]:
+            files = o.get("files") if isinstance(o.get("files"), dict) else {}
+            rel = files.get("ply", o["file"])
+            p = source / rel
+            if not p.exists():
+                raise UserError(f"object {o['id']}'s file is missing ({rel})", source / "objects.json")
+            items.append((str(Path(rel).parent / strip_ext(Path(rel).name)), read_splats(p), False))
+        stuff = {}
+        for p in sorted((source / "stuff").glob("*")) if (source / "stuff").is_dir() else []:
+            stem = strip_ext(p.name)
+            if p.is_file() and not p.name.startswith(".") and (stem not in stuff or p.suffix == ".ply"):
+                try:
+                    from pcf_gs.splats.formats import format_of
+
+                    format_of(p)
+                except UserError:
+                    continue
+                stuff[stem] = p
+        for stem, p in stuff.items():
+            items.append((f"stuff/{stem}", read_splats(p), False))
+    elif kind == "run":
+        from pcf_gs.lift.run import Run
+
+        try:
+            run = Run.load(source)
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise UserError(f"not a readable training run ({type(e).__name__})", source) from None
+        items.append(("scene", params_to_splats(run.params, run.spec, run.normalization), True))
+    else:
+        items.append((strip_ext(source.name) if source.name != "meta.json" else source.parent.name, read_splats(source), True))
+    for rel, s, _ in items:
+        if len(s) == 0:
+            raise UserError(f"{rel}: has no Gaussians to export", source)
+
+    written: dict[str, list[str]] = {f.name: [] for f in fmts}
+    exports: dict[str, dict] = {}
+    out.mkdir(parents=True, exist_ok=True)
+    with progress_bar("export", len(items) * len(fmts), enabled=progress) as advance:
+        for f in fmts:
+            info = {"extension": f.ext, "library": f.library, "tolerance": f.tolerance}
+            for rel, s, labelled in items:
+                name = rel
+                if labelled and kind == "segment" and not f.extras:
+                    name = "scene"
+                dropped = _label_keys(s) if labelled and not f.extras else []
+                path = out / (name + f.ext)
+                f.write(path, s, extra=labelled)
+                written[f.name].append(str(path.relative_to(out)))
+                if labelled:
+                    info["scene"] = str(path.relative_to(out))
+                    info["dropped"] = dropped
+                advance()
+            exports[f.name] = info
+    if kind == "segment":
+        first = fmts[0]
+        for o in table["objects"]:
+            files = o.get("files") if isinstance(o.get("files"), dict) else {}
+            rel = files.get("ply", o["file"])
+            stem = str(Path(rel).parent / strip_ext(Path(rel).name))
+            new = dict(files)
+            new.update({f.name: stem + f.ext for f in fmts})
+            o["file"] = stem + first.ext
+            o["files"] = new
+        table["exports"] = {**(table.get("exports") or {}), **exports}
+        write_json_atomic(out / "objects.json", table)
+    return {"source": str(source), "kind": kind, "out": str(out), "formats": [f.name for f in fmts],
+            "files": written, "exports": exports, "objects": len(table["objects"]) if table else 0}

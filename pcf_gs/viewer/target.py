@@ -35,7 +35,8 @@ import numpy as np
 
 from pcf_gs.errors import UserError
 from pcf_gs.splats.export import distinct_colors
-from pcf_gs.splats.ply import Splats, read_ply
+from pcf_gs.splats.formats import read_splats
+from pcf_gs.splats.ply import Splats
 
 if TYPE_CHECKING:
     from pcf_gs.lift.run import Run
@@ -338,12 +339,13 @@ def _run_of_segment(seg: Path) -> Path | None:
 
 
 def load_ply_file(path: Path, objects_json: Path | None = None, run: Path | None = None) -> ViewScene:
-    """Any 3DGS PLY; labels when it has ``instance_id``/``semantic_id`` columns.
+    """Any splat file (:func:`~pcf_gs.splats.formats.read_splats`: PLY, SPZ, SOG, glb, ...); labels when
+    it has ``instance_id``/``semantic_id`` columns (PLY, glb and gsplat checkpoints can carry them).
 
     Class names and cameras come from ``run`` (a run directory) when given;
     object colours from ``objects_json`` (default: ``objects.json`` beside the file).
     """
-    splats, _ = read_ply(path)
+    splats = read_splats(path)
     inst = splats.extra.get("instance_id")
     sem = splats.extra.get("semantic_id")
     var = splats.extra.get("inst_var")
@@ -384,10 +386,16 @@ def load_target(target: str | Path) -> ViewScene:
     """Load whatever ``pcf-gs view TARGET`` was given (see the module docstring)."""
     t = Path(target)
     if not t.exists():
-        raise UserError("not found (expected a run directory, a segment output or a .ply file)", t)
+        raise UserError("not found (expected a run directory, a segment output or a splat file)", t)
+    if t.is_dir() and (t / "meta.json").is_file() and not (t / "objects.json").is_file():  # an unbundled SOG
+        return load_ply_file(t / "meta.json")
     if t.is_file():
-        if t.suffix.lower() != ".ply":
-            raise UserError("not a .ply file (expected a run directory, a segment output or a .ply file)", t)
+        from pcf_gs.splats.formats import format_of
+
+        try:
+            format_of(t, reading=True)
+        except UserError:
+            raise UserError("not a splat file (expected a run directory, a segment output or a .ply/.spz/.sog/.glb/.splat/.pt file)", t) from None
         seg = t.parent
         return load_ply_file(t, run=_run_of_segment(seg) if (seg / "segment.json").is_file() else None)
     if (t / "checkpoint.pt").is_file():
@@ -397,6 +405,13 @@ def load_target(target: str | Path) -> ViewScene:
         return load_run_dir(t / "run", seg if seg.is_dir() else None)
     if (t / "scene_labeled.ply").is_file():
         return load_ply_file(t / "scene_labeled.ply", t / "objects.json", run=_run_of_segment(t))
+    if (t / "objects.json").is_file():  # a `pcf-gs export` tree in another format
+        from pcf_gs.splats.formats import FORMATS
+
+        for stem in ("scene_labeled", "scene"):
+            for f in FORMATS.values():
+                if (t / (stem + f.ext)).is_file():
+                    return load_ply_file(t / (stem + f.ext), t / "objects.json", run=_run_of_segment(t))
     if (t / "gaussian_instance_ids.npy").is_file():
         run = _run_of_segment(t)
         if run is None:

@@ -296,7 +296,7 @@ def test_bad_targets_are_user_errors(tmp_path, capsys):
     with pytest.raises(UserError, match="nothing to view"):
         load_target(tmp_path)
     (tmp_path / "x.txt").write_text("hi")
-    with pytest.raises(UserError, match="not a .ply"):
+    with pytest.raises(UserError, match="not a splat file"):
         load_target(tmp_path / "x.txt")
     assert main(["view", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
