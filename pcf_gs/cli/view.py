@@ -15,6 +15,10 @@ def add_parser(sub) -> None:
     add_server_args(p, "the viewer")
     p.add_argument("--mode", choices=["rgb", "semantic", "instance", "uncertainty", "depth"], default="rgb",
                    help="initial render mode (default: rgb)")
+    p.add_argument("--render", choices=["server", "browser"], default="server",
+                   help="server: images rendered here and streamed (every mode); browser: the splats are sent "
+                        "to the browser and drawn there with WebGL (RGB without view-dependent colour, semantic, "
+                        "instance; depth, uncertainty and the overlay switch back to server). Default: server")
     p.add_argument("--max-res", type=int, default=1024, metavar="PX",
                    help="long side of the image when the camera rests (default: 1024)")
     p.add_argument("--export-dir", default="viewer_exports", metavar="DIR",
@@ -31,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from pcf_gs.viewer.app import serve
 
     serve(args.target, args.host, args.port, mode=args.mode, device=_view_device(args.device),
-          export_dir=args.export_dir, max_side=args.max_res)
+          export_dir=args.export_dir, max_side=args.max_res, render=args.render)
     return 0
 
 

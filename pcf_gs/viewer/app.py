@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from pcf_gs.viewer.browser_splats import RENDER_LABELS, RENDERS, BrowserSplats, browser_unsupported
 from pcf_gs.viewer.view_renderer import MODE_LABELS, Camera, DisplayState, ViewRenderer, available_modes
 from pcf_gs.viewer.render_loop import ClientLoop, RenderExecutor
 from pcf_gs.viewer.target import STUFF, CameraPreset, ViewScene
@@ -42,12 +43,18 @@ class ViewerApp:
         device: torch device for rendering (default: CUDA when available, else CPU).
         export_dir: where "Export" writes PLY files (they are also sent to the browser).
         max_side, moving_side: long side of the image at rest / at most while moving (pixels).
+        render: ``server`` (images rendered here and streamed) or ``browser`` (the splats are sent
+            to the browser, which draws them with WebGL: RGB from SH band 0, semantic, instance;
+            see :mod:`pcf_gs.viewer.browser_splats`).
     """
 
     def __init__(self, scene: ViewScene, host: str = "127.0.0.1", port: int = 8080, *, mode: str = "rgb",
                  device=None, export_dir: str | Path = "viewer_exports", max_side: int = 1024,
-                 moving_side: int = 256, verbose: bool = False):
+                 moving_side: int = 256, verbose: bool = False, render: str = "server"):
         import viser
+
+        if render not in RENDERS:
+            raise ValueError(f"unknown render {render!r} (one of {', '.join(RENDERS)})")
 
         self.renderer = ViewRenderer(scene, device=device)
         if mode not in available_modes(scene):
@@ -63,6 +70,7 @@ class ViewerApp:
         self._lock = threading.RLock()
         self._loops: dict[int, ClientLoop] = {}
         self._last_error_note = (None, 0.0)
+        self.render = "server"
         self.server = viser.ViserServer(host=host, port=port, label="pcf-gs", verbose=verbose)
         self.server.scene.world_axes.visible = False
         self._apply_scene_camera(scene)
@@ -70,6 +78,9 @@ class ViewerApp:
         self.server.on_client_connect(self._on_connect)
         self.server.on_client_disconnect(self._on_disconnect)
         self.server.scene.on_click()(self._on_click)
+        self.splats = BrowserSplats(self.server.scene)
+        if render == "browser":
+            self.set_render("browser")
 
     # ------------------------------------------------------------- properties
     @property
@@ -97,7 +108,46 @@ class ViewerApp:
     def update_state(self, **kw) -> None:
         with self._lock:
             self.state = replace(self.state, **kw)
+            if self.render == "browser":
+                reason = browser_unsupported(self.state.mode, self.state.overlay)
+                if reason:  # depth, uncertainty and the overlay are drawn on the server
+                    self._switch_render("server", note=f"{reason}: switched to server rendering")
+                else:
+                    self._show_splats()
         self._bump()
+
+    # ------------------------------------------------------------ render mode
+    def set_render(self, render: str) -> None:
+        """Switch between ``server`` rendering (streamed images) and ``browser`` rendering
+        (WebGL splats). Browser rendering shows RGB (SH band 0), semantic and instance: from
+        another mode it switches to RGB, and the overlay is switched off."""
+        if render not in RENDERS:
+            raise ValueError(f"unknown render {render!r} (one of {', '.join(RENDERS)})")
+        with self._lock:
+            if render == "browser" and browser_unsupported(self.state.mode, self.state.overlay):
+                self.state = replace(self.state, mode="rgb", overlay=False)
+                self.gui_mode.value = MODE_LABELS["rgb"]
+                self.gui_overlay.value = False
+            self._switch_render(render)
+        self._bump()
+
+    def _switch_render(self, render: str, note: str = "") -> None:
+        self.render = render
+        if render == "browser":
+            self._show_splats()
+        else:
+            self.splats.remove()
+            self.gui_stats.content = note
+        if self.gui_render.value != RENDER_LABELS[render]:
+            self.gui_render.value = RENDER_LABELS[render]
+
+    def _show_splats(self) -> None:
+        t = time.perf_counter()
+        n = self.splats.show(self.scene, self.state)
+        self.gui_stats.content = (
+            f"browser: {n:,} Gaussians sent ({n * 32 / 2**20:.1f} MiB, {(time.perf_counter() - t) * 1000:.0f} ms); "
+            "RGB is SH band 0 (no view-dependent colour)"
+        )
 
     def set_scene(self, scene: ViewScene) -> None:
         """Show another scene (live training): keeps the mode when the new scene has it."""
@@ -108,6 +158,9 @@ class ViewerApp:
                 self.state = replace(self.state, mode="rgb")
             if self.selected is not None and scene.object(self.selected) is None:
                 self.selected = None
+        if self.render == "browser":
+            with self._lock:
+                self._show_splats()
         if first_real and scene.cameras:
             self._apply_scene_camera(scene)
             for loop in list(self._loops.values()):
@@ -151,6 +204,10 @@ class ViewerApp:
         self.gui_info = gui.add_markdown("")
         self.gui_error = gui.add_markdown("", visible=False)
         with gui.add_folder("Display"):
+            self.gui_render = gui.add_dropdown(
+                "Render", [RENDER_LABELS[r] for r in RENDERS], initial_value=RENDER_LABELS["server"],
+                hint="server: images rendered here, every mode; browser: the splats drawn by the browser "
+                     "(WebGL; RGB without view-dependent colour, semantic, instance)")
             self.gui_mode = gui.add_dropdown("Mode", [MODE_LABELS["rgb"]], initial_value=MODE_LABELS["rgb"])
             self.gui_overlay = gui.add_checkbox("Overlay on RGB", False)
             self.gui_opacity = gui.add_slider("Overlay opacity", 0.0, 1.0, 0.05, 0.5)
@@ -184,6 +241,9 @@ class ViewerApp:
             return wrapper
 
         label_to_mode = {v: k for k, v in MODE_LABELS.items()}
+        label_to_render = {v: k for k, v in RENDER_LABELS.items()}
+        self.gui_render.on_update(guarded(lambda e: label_to_render[self.gui_render.value] != self.render
+                                          and self.set_render(label_to_render[self.gui_render.value])))
         self.gui_mode.on_update(guarded(lambda e: self.update_state(mode=label_to_mode[self.gui_mode.value])))
         self.gui_overlay.on_update(guarded(lambda e: self.update_state(overlay=bool(self.gui_overlay.value))))
         self.gui_opacity.on_update(guarded(lambda e: self.update_state(overlay_opacity=float(self.gui_opacity.value))))
@@ -338,10 +398,16 @@ class ViewerApp:
             client = event.client
             cam = client.camera
             W, H = int(cam.image_width), int(cam.image_height)
-            x, y = event.screen_pos[0] * W, event.screen_pos[1] * H
-            camera = Camera.from_wxyz_position(cam.wxyz, cam.position, cam.fov)
             state = self.state
-            oid = self.executor.call(lambda: self.renderer.pick(camera, state, x, y, W, H))
+            if self.render == "browser" and event.ray_origin is not None:
+                # the browser's click ray, picked against the Gaussians as the server would draw them
+                pixel = float(cam.fov) / max(H, 1)  # the angle one screen pixel spans
+                oid = self.executor.call(lambda: self.renderer.pick_ray(
+                    event.ray_origin, event.ray_direction, state, pixel))
+            else:
+                x, y = event.screen_pos[0] * W, event.screen_pos[1] * H
+                camera = Camera.from_wxyz_position(cam.wxyz, cam.position, cam.fov)
+                oid = self.executor.call(lambda: self.renderer.pick(camera, state, x, y, W, H))
             self.select(oid)
         except Exception as e:  # noqa: BLE001
             self.report_error(e, getattr(event, "client", None), where="picking")
@@ -372,7 +438,8 @@ class ViewerApp:
 
 def serve(target: str | Path, host: str = "127.0.0.1", port: int = 8080, *, mode: str = "rgb",
           device=None, export_dir: str | Path = "viewer_exports", max_side: int = 1024,
-          wait: bool = True, on_ready: Callable[[ViewerApp], None] | None = None) -> ViewerApp:
+          wait: bool = True, on_ready: Callable[[ViewerApp], None] | None = None,
+          render: str = "server") -> ViewerApp:
     """`pcf-gs view`: load TARGET, start the server, print the URL, serve until Ctrl-C."""
     from pcf_gs.viewer.target import load_target
     from pcf_gs.viewer.view_renderer import mode_unavailable_reason
@@ -382,9 +449,15 @@ def serve(target: str | Path, host: str = "127.0.0.1", port: int = 8080, *, mode
     reason = mode_unavailable_reason(scene, mode)
     if reason:
         raise UserError(f"--mode {mode}: {reason}", target)
-    app = ViewerApp(scene, host, port, mode=mode, device=device, export_dir=export_dir, max_side=max_side)
+    if render not in RENDERS:
+        raise UserError(f"--render {render}: one of {', '.join(RENDERS)}")
+    if render == "browser" and browser_unsupported(mode, False):
+        raise UserError(f"--render browser --mode {mode}: {browser_unsupported(mode, False)}; use --render server")
+    app = ViewerApp(scene, host, port, mode=mode, device=device, export_dir=export_dir, max_side=max_side,
+                    render=render)
     try:  # the server's threads must be stopped on every way out, or the process would not exit
-        print(f"pcf-gs viewer: {scene.source} ({len(scene):,} Gaussians, {app.renderer.backend})", flush=True)
+        where = app.renderer.backend if render == "server" else "rendered in the browser (WebGL)"
+        print(f"pcf-gs viewer: {scene.source} ({len(scene):,} Gaussians, {where})", flush=True)
         port = app.server.get_port()
         print(f"pcf-gs viewer: open {app.url}  (remote: ssh -L {port}:localhost:{port} HOST)", flush=True)
         if on_ready is not None:

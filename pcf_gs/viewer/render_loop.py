@@ -89,6 +89,7 @@ class ClientLoop:
         self._rendered: tuple | None = None  # (camera seq, generation) of the last frame
         self._rendered_full = False
         self._last_stats = 0.0
+        self._bg_cleared = False  # browser rendering: the streamed image was taken away
         client.camera.on_update(self._on_camera)
         self._thread = threading.Thread(target=self._run, name=f"pcf-gs-view-{client.client_id}", daemon=True)
 
@@ -120,6 +121,13 @@ class ClientLoop:
 
     def _tick(self) -> None:
         app = self.app
+        if app.render == "browser":  # the browser draws the splats itself: no images, and the last one goes
+            if not self._bg_cleared:
+                self.client.scene.set_background_image(None)
+                self._bg_cleared = True
+            self._rendered = None
+            return
+        self._bg_cleared = False
         if self._cam_seq == 0:
             return  # no camera message yet
         key = (self._cam_seq, app.generation)

@@ -86,6 +86,22 @@ class Camera:
         c2w[:3, 3] = np.asarray(position, dtype=np.float64)
         return cls(c2w, float(fov_y))
 
+    @classmethod
+    def from_ray(cls, origin, direction, fov_y: float) -> "Camera":
+        """A camera at ``origin`` looking along ``direction`` (any roll), ``fov_y`` wide."""
+        z = np.asarray(direction, dtype=np.float64)
+        n = float(np.linalg.norm(z))
+        if not np.isfinite(n) or n < 1e-12:
+            raise ValueError(f"bad ray direction {direction!r}")
+        z = z / n
+        a = np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+        x = np.cross(a, z)
+        x /= np.linalg.norm(x)
+        c2w = np.eye(4)
+        c2w[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
+        c2w[:3, 3] = np.asarray(origin, dtype=np.float64)
+        return cls(c2w, float(fov_y))
+
     def K(self, width: int, height: int) -> np.ndarray:
         """[3,3] intrinsics in pixels for a ``width`` x ``height`` image."""
         f = 0.5 * height / math.tan(0.5 * self.fov_y)
@@ -451,6 +467,14 @@ class ViewRenderer:
             if float(w.sum()) < min_alpha:
                 return None
             return int(labels[int(w.argmax())])
+
+
+    def pick_ray(self, origin, direction, state: DisplayState, pixel_angle: float = 1e-3) -> int | None:
+        """:meth:`pick` along a ray (browser rendering: viser's click ray, world frame): the
+        object with the largest blending weight in a one-pixel view ``pixel_angle`` radians
+        wide centred on the ray — what the server would draw at that pixel."""
+        cam = Camera.from_ray(origin, direction, max(float(pixel_angle), 1e-6))
+        return self.pick(cam, state, 0.5, 0.5, 1, 1)
 
 
 def _to_uint8(img: torch.Tensor) -> np.ndarray:

@@ -145,6 +145,24 @@ class ViewerPage:
         self.page.wait_for_timeout(200)  # let the browser draw it
         return self.frames
 
+    def wait_for_screenshot(self, predicate, timeout: float = 60.0, every_ms: int = 250,
+                            save_failed: str | Path | None = None) -> np.ndarray:
+        """Take screenshots until ``predicate(image)`` holds (browser rendering: the splats are drawn
+        by the page, nothing is streamed to count); returns that screenshot. On timeout the last
+        screenshot is written to ``save_failed`` (if given)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            img = self.screenshot()
+            if predicate(img):
+                return img
+            if time.monotonic() > deadline:
+                if save_failed:
+                    import cv2
+
+                    cv2.imwrite(str(save_failed), img[:, :, ::-1])
+                raise TimeoutError(f"the page did not show what was expected within {timeout:.0f} s")
+            self.page.wait_for_timeout(every_ms)
+
     def wait_for_text(self, pattern: str, timeout: float = 20.0) -> str:
         """The first text node of the page matching the regular expression ``pattern``."""
         loc = self.page.get_by_text(re.compile(pattern)).first

@@ -80,3 +80,62 @@ def test_click_select_isolate_in_chromium(viewer_run, tmp_path):
         proc.terminate()
         proc.wait(10)
     print(f"first image after {t_first:.1f} s, test {time.monotonic() - t0:.1f} s")
+
+
+def test_browser_rendering_click_select_isolate_in_chromium(viewer_run, tmp_path):
+    """`--render browser`: the splats are drawn by the page (WebGL), a click is picked on the server
+    along the browser's click ray, and Isolate re-sends only the selected object's splats."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        _require(False, "playwright is not installed (pip install -e '.[test]')")
+    _require(find_chromium() is not None, "no Chromium on PATH (apt-get install chromium)")
+
+    rows = json.loads((viewer_run / "segment" / "objects.json").read_text())["objects"]
+    colors = {r["id"]: tuple(r["color"]) for r in rows}
+    t0 = time.monotonic()
+    proc, url = start_viewer(viewer_run, "--mode", "instance", "--render", "browser", log_path=tmp_path / "viewer.log")
+    try:
+        with ViewerPage(url) as page:
+            page.wait_for_text(r"browser: [\d,]+ Gaussians sent", timeout=60)
+            page.dismiss_notifications()
+            x0, y0, x1, y1 = page.image_region()
+            crop = lambda img: img[y0:y1, x0:x1]  # noqa: E731
+
+            def two_objects(img):
+                return len(_objects_seen(crop(img), colors)) >= 2
+
+            page.wait_for_screenshot(two_objects, timeout=60)
+            page.page.wait_for_timeout(1000)  # the sort worker's first order is in
+            page.dismiss_notifications()
+            before = crop(page.screenshot(tmp_path / "browser_before.png"))
+            assert page.frames == 0  # nothing streamed: the browser draws
+            assert (before.max(2) > 40).mean() > 0.05, "the canvas shows (almost) nothing"
+            seen = _objects_seen(before, colors)
+            assert len(seen) >= 2, f"fewer than two objects on screen: {seen}"
+            target = max(seen, key=seen.get)
+            lab = classify_object_pixels(before, colors)
+            x, y = interior_point(lab == target)
+
+            page.click(x0 + x, y0 + y)
+            text = page.wait_for_text(r"Selected: object #\d+")
+            assert int(re.search(r"#(\d+)", text).group(1)) == target, (text, target)
+
+            page.click_button("Isolate")
+
+            def isolated(img):
+                s = _objects_seen(crop(img), colors)
+                ok = s.get(target, 0) > 0.5 * seen[target] and sum(c for i, c in s.items() if i != target) \
+                    <= 0.01 * s[target] and (crop(img).max(2) > 40).sum() < 3 * s[target]
+                if not ok:  # Chromium's "software WebGL" notification may come late and cover the image
+                    page.dismiss_notifications()
+                return ok
+
+            after = crop(page.wait_for_screenshot(isolated, timeout=30, save_failed=tmp_path / "browser_failed.png"))
+            page.screenshot(tmp_path / "browser_after.png")
+            assert _objects_seen(after, colors).get(target, 0) > 0
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print(f"browser rendering test {time.monotonic() - t0:.1f} s")
