@@ -42,6 +42,8 @@ log = logging.getLogger("pcf_gs")
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 PRED_PREFIX = "detic"
+MAX_NORMALISED_K = 1e4  # |K| entries, in image sizes (a 1e4 focal is a 0.006 degree field of view)
+MAX_POSITION = 1e9  # camera centres, world units
 
 
 def _frame_sort_key(stem: str):
@@ -87,7 +89,18 @@ def read_kubric_cameras(meta: dict, width: int, height: int, path: Path) -> tupl
     qn = np.linalg.norm(quat, axis=1)
     if np.any(qn < 1e-8):
         raise DataError(f"camera.quaternions[{int(np.argmin(qn))}] is zero (degenerate pose)", path)
-    K, c2w = kubric_to_opencv(K, pos, quat, width, height)
+    # Kubric's K is in image widths/heights (focal ~1), positions in metres: far beyond these is a corrupt
+    # file, and would overflow to inf when scaled to pixels or squared by the normalisation
+    if np.abs(K).max() > MAX_NORMALISED_K:
+        raise DataError(f"camera.K has implausible entries (|K| up to {np.abs(K).max():.3g}; "
+                        f"expected image-relative values, at most {MAX_NORMALISED_K:g})", path)
+    if np.abs(pos).max(initial=0) > MAX_POSITION:
+        raise DataError(f"camera.positions up to {np.abs(pos).max():.3g} (more than {MAX_POSITION:g})", path)
+    with np.errstate(all="raise"):
+        try:
+            K, c2w = kubric_to_opencv(K, pos, quat, width, height)
+        except FloatingPointError as e:
+            raise DataError(f"camera values overflow when converted ({e})", path) from None
     if np.any(K[:, 0, 0] <= 0) or np.any(K[:, 1, 1] <= 0):
         raise DataError("camera.K has a zero focal length", path)
     return K, c2w
