@@ -57,10 +57,10 @@ def ply_layout(path: Path) -> tuple[str, int, list[tuple[str, int, int | None]]]
         head = f.read(MAX_HEADER_BYTES)
     end = head.find(b"end_header")
     if not head.startswith(b"ply") or end < 0:
-        raise UserError("not a PLY file (no ply ... end_header header)", path)
+        raise UserError("not a readable PLY file (no ply ... end_header header)", path)
     nl = head.find(b"\n", end)
     if nl < 0:
-        raise UserError("not a PLY file (header does not end with a newline)", path)
+        raise UserError("not a readable PLY file (header does not end with a newline)", path)
     fmt, elements = "", []
     for line in head[:end].decode("ascii", "replace").splitlines():
         t = line.split()
