@@ -33,9 +33,15 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
                 torch.save(payload, f)
                 f.flush()
                 os.fsync(f.fileno())  # the rename must not overtake the data on a power cut
-    except OSError as e:
-        raise UserError(f"cannot write the checkpoint ({e.strerror or e}); the previous checkpoint, if any, "
-                        "is kept", path) from None
+    except (OSError, RuntimeError) as e:
+        # torch's zip writer turns a failed write into a RuntimeError raised while handling the OSError
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise UserError(f"cannot write the checkpoint ({cause.strerror or cause}); the previous checkpoint, "
+                        "if any, is kept", path) from None
 
 
 def remove_stale_temporaries(run_dir: str | os.PathLike) -> None:
