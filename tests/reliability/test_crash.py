@@ -84,7 +84,8 @@ def _commands(run_dir: Path, tmp: Path) -> dict:
         "render": (["render", run_dir, "--out", tmp / "out_render", "--split", "all"], tmp / "out_render", None),
         "export": (["export", seg, "--format", "spz,glb,splat", "--out", tmp / "out_export"], tmp / "out_export",
                    ["segment", run_dir, "--out", seg, "--export-ply", "--split", "test"]),
-        "edit": (["edit", seg / "scene_labeled.ply", "--out", tmp / "out_edit.ply", "--remove", "1"], tmp / "out_edit.ply",
+        "edit": (["edit", seg / "scene_labeled.ply", "--out", tmp / "out_edit.ply",
+                  "--box=-1e3,-1e3,-1e3,1e3,1e3,1e3", "--translate", "box=0.1,0,0"], tmp / "out_edit.ply",
                  ["segment", run_dir, "--out", seg, "--export-ply", "--split", "test"]),
     }
 
