@@ -556,7 +556,9 @@ def read_splats(path: str | os.PathLike) -> Splats:
     if not p.exists():
         raise UserError("file not found", p)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a library's warning about the file is an error naming it
+        # a library's warning about the file is an error naming it (not import-time deprecations)
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("error", UserWarning)
         try:
             s = format_of(p, reading=True).read(p)
         except Warning as w:

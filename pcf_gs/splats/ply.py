@@ -267,7 +267,9 @@ def read_ply(path: str | os.PathLike) -> tuple[Splats, np.ndarray]:
     check_ply_size(path)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")  # plyfile/numpy warnings about the file are errors about it
+            # plyfile/numpy warnings about the file are errors about it
+            warnings.simplefilter("error", RuntimeWarning)
+            warnings.simplefilter("error", UserWarning)
             ply = PlyData.read(str(path))
     except Exception as e:  # noqa: BLE001
         raise UserError(f"not a readable PLY file ({type(e).__name__}: {e})", path) from None
