@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import os
 import types
@@ -275,13 +276,19 @@ def resolve_preset(name_or_path: str) -> Path:
 def typed_fields(cls) -> list[tuple[dataclasses.Field, Any]]:
     """(field, resolved annotation) of every field of a dataclass (class or instance);
     string annotations (``from __future__ import annotations``) are evaluated."""
-    hints = typing.get_type_hints(cls if isinstance(cls, type) else type(cls))
+    hints = _hints(cls if isinstance(cls, type) else type(cls), False)
     return [(f, hints[f.name]) for f in fields(cls)]
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type, extras: bool) -> dict:
+    # evaluating string annotations is slow and every --set / config load asks for each field
+    return typing.get_type_hints(cls, include_extras=extras)
 
 
 def field_range(cls, name: str) -> Range | None:
     """The :class:`Range` declared on field ``name`` of dataclass ``cls`` (``Annotated[T, Range(...)]``), or None."""
-    tp = typing.get_type_hints(cls if isinstance(cls, type) else type(cls), include_extras=True)[name]
+    tp = _hints(cls if isinstance(cls, type) else type(cls), True)[name]
     if typing.get_origin(tp) is Annotated:
         return next((m for m in tp.__metadata__ if isinstance(m, Range)), None)
     return None
