@@ -7,20 +7,25 @@ in three layers, each overriding the previous one:
 2. a YAML preset chosen with ``--config NAME|PATH`` (NAME looks in ``configs/``);
 3. repeated ``--set section.key=value`` overrides (values parsed as YAML).
 
-Unknown sections or keys and values of the wrong type are user errors. The
-resolved config is saved with every run (:func:`save_config`).
+Every number declares its valid range next to its type, ``Annotated[int, Range(ge=1)]``;
+:func:`_update`, which ``--set``, presets, saved configs and the data flags
+(``--downscale``) all go through, checks it (and that every float is finite).
+Unknown sections or keys, values of the wrong type and values out of range are
+user errors. The resolved config is saved with every run (:func:`save_config`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import math
 import os
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
@@ -29,18 +34,46 @@ from pcf_gs.resources import presets_dir
 from pcf_gs.atomic import write_text_atomic
 
 
+@dataclass(frozen=True)
+class Range:
+    """The valid interval of a numeric setting: ``ge``/``gt`` (>=, >) and ``le``/``lt`` (<=, <), each
+    optional. Floats must also be finite; integers must fit in a signed 64-bit integer (torch and numpy
+    take them)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def violation(self, value: float) -> str | None:
+        """Why ``value`` is out of range (e.g. "must be >= 1"), or None if it is fine."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            return "is too large"
+        for bound, ok, op in ((self.ge, value >= (self.ge or 0), ">="), (self.gt, value > (self.gt or 0), ">"),
+                              (self.le, value <= (self.le or 0), "<="), (self.lt, value < (self.lt or 0), "<")):
+            if bound is not None and not ok:
+                return f"must be {op} {bound:g}" if isinstance(bound, float) else f"must be {op} {bound}"
+        return None
+
+    def describe(self) -> str:
+        parts = [f"{op} {b}" for b, op in ((self.ge, ">="), (self.gt, ">"), (self.le, "<="), (self.lt, "<")) if b is not None]
+        return " and ".join(parts) or "any"
+
+
 @dataclass
 class DataConfig:
     """How a scene folder is read."""
 
     format: Literal["auto", "messy_rooms", "colmap", "nerfstudio", "panoptic_lifting"] = "auto"
-    downscale: int = 1
+    downscale: Annotated[int, Range(ge=1)] = 1
     """Integer factor images are shrunk by on load (label maps: nearest)."""
-    max_size: int = 0
+    max_size: Annotated[int, Range(ge=0)] = 0
     """If > 0, further shrink so the longer image side is at most this (pixels)."""
-    test_fraction: float = 0.2
+    test_fraction: Annotated[float, Range(ge=0, lt=1)] = 0.2
     """Messy Rooms: fraction of frames (the last ones) held out (layouts with a split file use it)."""
-    test_every: int = 8
+    test_every: Annotated[int, Range(ge=0)] = 8
     """COLMAP / nerfstudio: every n-th image (by name: 0, n, 2n, ...) is a test view, as in gsplat and
     3DGS; 0 = no test views. A nerfstudio split list in transforms.json wins."""
     skip_missing: bool = False
@@ -57,43 +90,43 @@ class ModelConfig:
     embedding: Literal["probabilistic", "deterministic"] = "probabilistic"
     """probabilistic: N(mu, diag(var)) with the PP kernel (PCF-Lift);
     deterministic: mu only with an RBF kernel of fixed variance (Contrastive Lift)."""
-    embed_dim: int = 3
-    var_floor: float = 0.01
+    embed_dim: Annotated[int, Range(ge=1, le=64)] = 3
+    var_floor: Annotated[float, Range(ge=0)] = 0.01
     """Minimum variance: var = ELU(raw) + 1 + var_floor."""
-    deterministic_var: float = 0.5
+    deterministic_var: Annotated[float, Range(gt=0)] = 0.5
     """Fixed isotropic variance used by the deterministic embedding."""
-    sh_degree: int = 3
-    init_points: int = 20000
+    sh_degree: Annotated[int, Range(ge=0, le=3)] = 3
+    init_points: Annotated[int, Range(ge=1)] = 20000
     """Random initial Gaussians when the format has no SfM points."""
-    init_opacity: float = 0.1
+    init_opacity: Annotated[float, Range(gt=0, lt=1)] = 0.1
 
 
 @dataclass
 class RenderConfig:
     backend: Literal["auto", "cpu", "gsplat"] = "auto"
-    eps2d: float = 0.3
+    eps2d: Annotated[float, Range(ge=0)] = 0.3
 
 
 @dataclass
 class TrainConfig:
     """Optimisation schedule and loss weights (PCF-Lift Eqs. 2-6)."""
 
-    iterations: int = 30000
-    warmup_iterations: int = 5000
+    iterations: Annotated[int, Range(ge=1)] = 30000
+    warmup_iterations: Annotated[int, Range(ge=0)] = 5000
     """Appearance + semantics only until here."""
-    cross_view_start: int = 20000
+    cross_view_start: Annotated[int, Range(ge=0)] = 20000
     """The cross-view loss (Eq. 5) is on from here to the end."""
-    pixels_per_view: int = 1024
-    semantic_pixels: int = 2048
+    pixels_per_view: Annotated[int, Range(ge=1)] = 1024
+    semantic_pixels: Annotated[int, Range(ge=0)] = 2048
     """Valid pixels per view drawn for the semantic loss. The feature render (semantics and embeddings) then
     composites only those and the instance pixels (:func:`pcf_gs.render.rasterize.rasterize_pixels`, on CPU),
     reusing the colour pass's projection and tile lists, instead of every pixel. 0: every valid pixel, from a
     dense render (also used when ``densify_feature_grad`` needs geometry gradients)."""
-    balanced_sampling: float = 0.0
+    balanced_sampling: Annotated[float, Range(ge=0, le=1)] = 0.0
     """Fraction of the instance-loss pixels drawn per 2D instance (uniform over instances) rather than
     uniformly over thing pixels, so small objects get samples too. Off: 0.5 measured worse with MVOA
     (PQ^scene 39.0 -> 34.6 at 100 objects, temperature 0.2; docs/results.md)."""
-    temperature: float = 1.0
+    temperature: Annotated[float, Range(gt=0)] = 1.0
     """Softmax temperature of the pixel contrastive loss (Eq. 2; released code: 1). Lower sharpens the
     separation but is not a free win (prob + MVOA, PQ^scene): 0.2 gave 100 objects 32.6 -> 39.0 but 25
     objects fell to 54.1; 0.1 collapsed at 100 objects (9.8). docs/results.md. Used only with
@@ -104,78 +137,78 @@ class TrainConfig:
     ``temperature`` is then unused. Follows the number and size of the objects in view, not the scene.
     On (default; false = the fixed ``temperature``): PQ^scene 81.9 -> 84.5, 70.8 -> 76.0, 63.4 -> 67.5 at
     25 / 50 / 100 objects (paper noise, 3 seeds each; better on all 9 scenes, +1.8 to +8.2; docs/results.md)."""
-    w_semantic: float = 0.1
-    w_contrastive: float = 1.0
-    w_concentration: float = 0.1
-    w_reg: float = 0.001
-    w_cross: float = 0.05
-    tau: float = 0.9
-    ema_momentum: float = 0.9
-    ssim_lambda: float = 0.2
+    w_semantic: Annotated[float, Range(ge=0)] = 0.1
+    w_contrastive: Annotated[float, Range(ge=0)] = 1.0
+    w_concentration: Annotated[float, Range(ge=0)] = 0.1
+    w_reg: Annotated[float, Range(ge=0)] = 0.001
+    w_cross: Annotated[float, Range(ge=0)] = 0.05
+    tau: Annotated[float, Range(ge=0, le=1)] = 0.9
+    ema_momentum: Annotated[float, Range(ge=0, le=1)] = 0.9
+    ssim_lambda: Annotated[float, Range(ge=0, le=1)] = 0.2
     detach_geometry: bool = True
     """Instance and semantic losses update only their own attributes."""
-    lr_means: float = 1.6e-4
-    lr_scales: float = 5e-3
-    lr_quats: float = 1e-3
-    lr_opacities: float = 5e-2
-    lr_sh0: float = 2.5e-3
-    lr_shN: float = 1.25e-4
-    lr_semantic: float = 5e-3
-    lr_embedding: float = 2e-2
+    lr_means: Annotated[float, Range(gt=0)] = 1.6e-4
+    lr_scales: Annotated[float, Range(gt=0)] = 5e-3
+    lr_quats: Annotated[float, Range(gt=0)] = 1e-3
+    lr_opacities: Annotated[float, Range(gt=0)] = 5e-2
+    lr_sh0: Annotated[float, Range(gt=0)] = 2.5e-3
+    lr_shN: Annotated[float, Range(gt=0)] = 1.25e-4
+    lr_semantic: Annotated[float, Range(gt=0)] = 5e-3
+    lr_embedding: Annotated[float, Range(gt=0)] = 2e-2
     """Adam step of the instance embeddings (mu and var). The previous 5e-3 left objects merged on a 25-object
     synthetic scene: 2e-2 gave +7.6 PQ^scene with probabilistic embeddings and MVOA, +8.4 with HDBSCAN, and
     +12 to +14 with deterministic embeddings (docs/results.md)."""
     densify: bool = True
     strategy: Literal["default", "mcmc"] = "default"
     """Densification: gsplat's DefaultStrategy (clone/split/prune), or MCMCStrategy (CUDA only)."""
-    densify_from: int = 500
-    densify_until: int = 15000
-    densify_every: int = 100
-    grow_grad2d: float = 0.0002
-    densify_feature_grad: float = 0.0
+    densify_from: Annotated[int, Range(ge=0)] = 500
+    densify_until: Annotated[int, Range(ge=0)] = 15000
+    densify_every: Annotated[int, Range(ge=1)] = 100
+    grow_grad2d: Annotated[float, Range(gt=0)] = 0.0002
+    densify_feature_grad: Annotated[float, Range(ge=0)] = 0.0
     """Weight of the instance/semantic render's 2D-mean gradient added to the colour render's in the densification
     statistic (0 = colour only, as 3DGS). With detached geometry the feature losses never move the Gaussians, so
     without it a Gaussian straddling two objects is split only if the colour asks; 1 = the gradient the total
     loss would have on the 2D means."""
-    opacity_reset_every: int = 3000
-    max_gaussians: int = 0
+    opacity_reset_every: Annotated[int, Range(ge=1)] = 3000
+    max_gaussians: Annotated[int, Range(ge=0)] = 0
     """Cap on the number of Gaussians (0 = none); growth pauses at the cap."""
-    sh_increase_every: int = 1000
+    sh_increase_every: Annotated[int, Range(ge=1)] = 1000
     """Raise the SH degree in use by one every this many steps (3DGS)."""
-    cross_view_neighbours: int = 4
+    cross_view_neighbours: Annotated[int, Range(ge=1)] = 4
     """The second view of a cross-view pair is one of this many nearest cameras."""
-    cross_view_min_samples: int = 10
+    cross_view_min_samples: Annotated[int, Range(ge=0)] = 10
     """A 2D instance enters the cross-view loss when more than this many of the step's sampled pixels
     (``pixels_per_view``) fall on it: its centroid is a mean over samples, not over the mask."""
-    max_nonfinite_steps: int = 20
+    max_nonfinite_steps: Annotated[int, Range(ge=1)] = 20
     """Stop after this many consecutive steps with a non-finite loss."""
-    checkpoint_every: int = 2000
-    log_every: int = 100
+    checkpoint_every: Annotated[int, Range(ge=1)] = 2000
+    log_every: Annotated[int, Range(ge=1)] = 100
 
 
 @dataclass
 class SegmentConfig:
     clustering: Literal["mvoa", "hdbscan"] = "mvoa"
-    min_pixels: int = 10
+    min_pixels: Annotated[int, Range(ge=0)] = 10
     """MVOA: smallest 2D mask (pixels) that becomes a node."""
     node_pixels: Literal["mask", "thing"] = "mask"
     """MVOA: the pixels of a 2D mask that make its node: all of them (``mask``), or only those the model renders
     as a thing class (``thing``, the released code), which keeps boundary-noise pixels on the room out of the
     node means."""
-    threshold: float = 0.5
+    threshold: Annotated[float, Range(le=1)] = 0.5
     """MVOA suppression threshold T; < 0 means adaptive (the released code). The adaptive T rises with object
     density (0.71 at 25 objects, 0.85 at 100 on synthetic scenes) and then keeps one object's nodes from different
     views apart: a fixed 0.5 gave +6 to +12 PQ^scene at 25 and 100 objects (docs/results.md)."""
-    score_threshold: float = 0.9
+    score_threshold: Annotated[float, Range(ge=0, le=1)] = 0.9
     """MVOA: nodes with a concentration score below this cannot become prototypes (0 = the paper: any node)."""
-    min_views: int = 2
+    min_views: Annotated[int, Range(ge=1)] = 2
     """MVOA: a prototype must be the best match of nodes from at least this many training views (1 = off)."""
-    refine_rounds: int = 10
+    refine_rounds: Annotated[int, Range(ge=0)] = 10
     """MVOA: after association, move each prototype to the pixel-weighted mean of its member nodes, up to this
     many rounds (k-means with the PP kernel; stops when no node changes prototype; 0 = the paper's single-view
     prototypes). +0.4 to +6 PQ^scene on 8 of 9 trained models measured, -3.5 on one (docs/results.md)."""
-    hdbscan_samples: int = 20000
-    hdbscan_min_cluster_size: int = 50
+    hdbscan_samples: Annotated[int, Range(ge=1)] = 20000
+    hdbscan_min_cluster_size: Annotated[int, Range(ge=2)] = 50
     semantics: Literal["vote", "learned"] = "vote"
     """Pixel/Gaussian classes: ``vote`` = the training views' 2D classes voted onto the Gaussians by blending
     weight (a multi-view majority; foreground IoU 86.0 against ``learned``'s 72.4 on a 25-object scene), ``learned`` = the semantic head."""
@@ -183,7 +216,7 @@ class SegmentConfig:
 
 @dataclass
 class Config:
-    seed: int = 0
+    seed: Annotated[int, Range(ge=0, lt=2**32)] = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -243,8 +276,40 @@ def resolve_preset(name_or_path: str) -> Path:
 def typed_fields(cls) -> list[tuple[dataclasses.Field, Any]]:
     """(field, resolved annotation) of every field of a dataclass (class or instance);
     string annotations (``from __future__ import annotations``) are evaluated."""
-    hints = typing.get_type_hints(cls if isinstance(cls, type) else type(cls))
+    hints = _hints(cls if isinstance(cls, type) else type(cls), False)
     return [(f, hints[f.name]) for f in fields(cls)]
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type, extras: bool) -> dict:
+    # evaluating string annotations is slow and every --set / config load asks for each field
+    return typing.get_type_hints(cls, include_extras=extras)
+
+
+def field_range(cls, name: str) -> Range | None:
+    """The :class:`Range` declared on field ``name`` of dataclass ``cls`` (``Annotated[T, Range(...)]``), or None."""
+    tp = _hints(cls if isinstance(cls, type) else type(cls), True)[name]
+    if typing.get_origin(tp) is Annotated:
+        return next((m for m in tp.__metadata__ if isinstance(m, Range)), None)
+    return None
+
+
+def check_range(value: Any, rng: Range | None) -> str | None:
+    """Why ``value`` breaks ``rng`` (or, with no range, why a float is unusable), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return (rng or Range()).violation(value)
+
+
+def check_setting(key: str, value: Any) -> Any:
+    """Coerce and range-check one setting ``section.key`` (the CLI flags' path into the same check);
+    raises UserError("must be >= 1")-style messages without a prefix."""
+    cfg = Config()
+    _update(cfg, _nest(key.split("."), value), "")
+    obj: Any = cfg
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def type_kind(tp) -> tuple[str, tuple]:
@@ -342,7 +407,18 @@ def _update(obj: Any, values: dict, where: str) -> None:
         if dataclasses.is_dataclass(cur):
             _update(cur, val if val is not None else {}, sub)
         else:
-            setattr(obj, key, _coerce(val, hints[key], sub))
+            value = _coerce(val, hints[key], sub)
+            why = check_range(value, field_range(obj, key))
+            if why:
+                raise UserError(f"{sub}: {why}")
+            setattr(obj, key, value)
+
+
+def _nest(path: list[str], value: Any) -> dict:
+    nested: Any = value
+    for part in reversed(path):
+        nested = {part: nested}
+    return nested
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -365,11 +441,8 @@ def apply_overrides(cfg: Config, overrides: list[str] | None) -> Config:
         path, value = parse_override(text)
         if ".".join(path) in RETIRED:
             raise UserError(f"--set {text}: {'.'.join(path)} was never used and has been removed")
-        nested: Any = value
-        for part in reversed(path):
-            nested = {part: nested}
         try:
-            _update(cfg, nested, "")
+            _update(cfg, _nest(path, value), "")
         except UserError as e:
             raise UserError(f"--set {text}: {str(e).split(': ', 1)[-1]}") from None
     return cfg

@@ -40,9 +40,13 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     out = list(args.overrides)
     if getattr(args, "format", None):
         out.append(f"data.format={args.format}")
-    if getattr(args, "downscale", None):
-        if args.downscale < 1:
-            raise UserError(f"--downscale must be >= 1, got {args.downscale}")
+    if getattr(args, "downscale", None) is not None:  # 0 is a value to reject, not "not given"
+        from pcf_gs.config import check_setting
+
+        try:
+            check_setting("data.downscale", args.downscale)  # the same range check as --set data.downscale
+        except UserError as e:
+            raise UserError(f"--downscale {args.downscale}: {str(e).split(': ', 1)[-1]}") from None
         out.append(f"data.downscale={args.downscale}")
     if getattr(args, "skip_missing", None):
         out.append("data.skip_missing=true")

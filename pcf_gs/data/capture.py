@@ -108,6 +108,8 @@ def build_capture_scene(
         views = [v for v in views if v.path.is_file()]
     if not views:
         raise DataError("no images to load", root)
+    for w, h in sorted({(v.width, v.height) for v in views}):  # before any image is read
+        imgio.target_size(w, h, cfg.downscale, cfg.max_size, root)
     preds = find_predictions(root)
     gt = find_ground_truth(root) if cfg.load_ground_truth else None
     classes = preds.classes if preds is not None else ClassTable.messy_rooms()

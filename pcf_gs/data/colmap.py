@@ -132,6 +132,12 @@ class _Reader:
             raise DataError(f"header claims {n} {what}, more than the file holds (corrupt or truncated)", self.path)
         return n
 
+    def finish(self, what: str):
+        """The file must end where its header's counts say: extra bytes mean a corrupt count."""
+        if self.pos != len(self.buf):
+            raise DataError(f"{len(self.buf) - self.pos} bytes after the {what} its header counts "
+                            f"(file is {len(self.buf)} bytes, records end at {self.pos}; corrupt count?)", self.path)
+
     def name(self) -> str:
         end = self.buf.find(b"\0", self.pos)
         if end < 0:
@@ -179,6 +185,7 @@ def read_cameras_bin(path: Path) -> dict[int, Camera]:
         cid, mid, w, h = r.take("iiQQ")
         name, n = _model_of(mid, path, f"camera {cid}")
         out[cid] = _check_camera(Camera(cid, name, int(w), int(h), np.array(r.take(f"{n}d"))), path)
+    r.finish("cameras")
     return out
 
 
@@ -191,6 +198,7 @@ def read_images_bin(path: Path) -> dict[int, Image]:
         n2d = r.count(24, "2D points")
         r.pos += 24 * n2d  # 2D observations are not needed
         out[iid] = _check_image(Image(iid, np.array(qt[:4]), np.array(qt[4:]), cid, name), path)
+    r.finish("images")
     return out
 
 
@@ -203,6 +211,7 @@ def read_points_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
         xyz[i], rgb[i] = v[1:4], v[4:7]
         track = r.count(8, "track elements")
         r.pos += 8 * track
+    r.finish("points")
     return xyz, rgb
 
 

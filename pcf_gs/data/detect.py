@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import warnings
 from pathlib import Path
 
 from pcf_gs.config import DataConfig
@@ -64,7 +65,14 @@ def load_scene(root: str | Path, cfg: DataConfig | None = None, progress: bool =
         raise DataError(f"unknown format {fmt!r} (supported: {', '.join(LAYOUTS)})", root)
     if not root.is_dir():
         raise DataError("scene folder not found", root)
-    scene = getattr(_module(fmt), f"load_{fmt}")(root, cfg, progress=progress)
+    # a numeric warning while reading (an overflow in a camera, a NaN in a map) means a value that the
+    # loaders' own checks did not expect: it becomes a one-line error naming the scene, not stderr noise
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        try:
+            scene = getattr(_module(fmt), f"load_{fmt}")(root, cfg, progress=progress)
+        except (RuntimeWarning, FloatingPointError) as e:
+            raise DataError(f"implausible values in the scene ({e})", root) from None
     if not scene.frames:
         raise DataError("scene has no frames", root)
     return scene

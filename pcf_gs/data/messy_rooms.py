@@ -42,6 +42,8 @@ log = logging.getLogger("pcf_gs")
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 PRED_PREFIX = "detic"
+MAX_NORMALISED_K = 1e4  # |K| entries, in image sizes (a 1e4 focal is a 0.006 degree field of view)
+MAX_POSITION = 1e9  # camera centres, world units
 
 
 def _frame_sort_key(stem: str):
@@ -87,7 +89,18 @@ def read_kubric_cameras(meta: dict, width: int, height: int, path: Path) -> tupl
     qn = np.linalg.norm(quat, axis=1)
     if np.any(qn < 1e-8):
         raise DataError(f"camera.quaternions[{int(np.argmin(qn))}] is zero (degenerate pose)", path)
-    K, c2w = kubric_to_opencv(K, pos, quat, width, height)
+    # Kubric's K is in image widths/heights (focal ~1), positions in metres: far beyond these is a corrupt
+    # file, and would overflow to inf when scaled to pixels or squared by the normalisation
+    if np.abs(K).max() > MAX_NORMALISED_K:
+        raise DataError(f"camera.K has implausible entries (|K| up to {np.abs(K).max():.3g}; "
+                        f"expected image-relative values, at most {MAX_NORMALISED_K:g})", path)
+    if np.abs(pos).max(initial=0) > MAX_POSITION:
+        raise DataError(f"camera.positions up to {np.abs(pos).max():.3g} (more than {MAX_POSITION:g})", path)
+    with np.errstate(all="raise"):
+        try:
+            K, c2w = kubric_to_opencv(K, pos, quat, width, height)
+        except FloatingPointError as e:
+            raise DataError(f"camera values overflow when converted ({e})", path) from None
     if np.any(K[:, 0, 0] <= 0) or np.any(K[:, 1, 1] <= 0):
         raise DataError("camera.K has a zero focal length", path)
     return K, c2w
@@ -139,8 +152,7 @@ def load_messy_rooms(root: str | Path, cfg: DataConfig | None = None, progress: 
     meta_path = root / "metadata.json"
     meta = read_json(meta_path)
 
-    first = imgio.read_rgb(images[0])
-    H0, W0 = first.shape[:2]
+    W0, H0 = imgio.reference_size(images)  # the majority's: a lone odd frame is the one named, wherever it is
     K_all, c2w_all = read_kubric_cameras(meta, W0, H0, meta_path)
     if all(s.isdigit() for s in stems) and max(int(s) for s in stems) < len(c2w_all):
         cam_index = [int(s) for s in stems]  # frame "7" is camera 7 even if some frames are absent
@@ -170,14 +182,14 @@ def load_messy_rooms(root: str | Path, cfg: DataConfig | None = None, progress: 
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(f'bad "pcf_gs.classes" table ({e})', meta_path) from None
 
-    W, H = imgio.target_size(W0, H0, cfg.downscale, cfg.max_size)
+    W, H = imgio.target_size(W0, H0, cfg.downscale, cfg.max_size, root)
     sx, sy = W / W0, H / H0
 
     def load_one(i: int) -> Frame:
         stem = stems[i]
-        rgb = first if i == 0 else imgio.read_rgb(images[i])
+        rgb = imgio.read_rgb(images[i])
         if rgb.shape[:2] != (H0, W0):
-            raise DataError(f"image size {rgb.shape[1]}x{rgb.shape[0]} differs from {images[0].name} ({W0}x{H0})", images[i])
+            raise DataError(f"image size {rgb.shape[1]}x{rgb.shape[0]} differs from the other frames' {W0}x{H0}", images[i])
         rgb = imgio.resize_image(rgb, W, H)
 
         def label(folder: Path) -> np.ndarray:
@@ -227,7 +239,8 @@ def load_messy_rooms(root: str | Path, cfg: DataConfig | None = None, progress: 
         points = norm.world_to_scene_points(pts).astype(np.float32)
 
     n = len(frames)
-    n_train = int(n * (1.0 - cfg.test_fraction)) if n > 1 else n
+    # clipped first: a DataConfig built in code skips the config's range check, and int(inf) raises
+    n_train = int(n * (1.0 - min(max(float(cfg.test_fraction), 0.0), 1.0))) if n > 1 else n
     n_train = min(max(n_train, 1), n)
     return Scene(
         root=root,

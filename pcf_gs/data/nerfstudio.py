@@ -34,6 +34,7 @@ from pcf_gs.errors import DataError
 from pcf_gs.geometry import blender_to_opencv
 
 SUPPORTED = ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE")
+POSE_ORTHO_TOLERANCE = 0.05  # |R^T R - I|: as the Panoptic Lifting loader; a scale or shear is far above
 _INTRINSICS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
 _DIST = ("k1", "k2", "p1", "p2", "k3")
 
@@ -84,6 +85,11 @@ def _matrix(fr: dict, path: Path, where: str) -> np.ndarray:
         raise DataError(f"{where}: transform_matrix must be a finite 4x4 matrix, got shape {m.shape}", path)
     if abs(np.linalg.det(m[:3, :3])) < 1e-8:
         raise DataError(f"{where}: transform_matrix has a degenerate rotation", path)
+    R = m[:3, :3]
+    err = float(np.abs(R.T @ R - np.eye(3)).max())
+    if err > POSE_ORTHO_TOLERANCE or np.linalg.det(R) <= 0:  # a scaled or sheared matrix is not a camera pose
+        raise DataError(f"{where}: transform_matrix's rotation is not a proper rotation "
+                        f"(|R^T R - I| = {err:.3g}, det = {float(np.linalg.det(R)):.3g})", path)
     return m
 
 

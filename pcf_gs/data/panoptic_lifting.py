@@ -465,19 +465,18 @@ def load_panoptic_lifting(root: str | Path, cfg: DataConfig | None = None, progr
         _check_folder(root / GT_SEM, test_stems, ".png")
         _check_folder(root / GT_INS, test_stems, ".png")
 
-    first_path = root / "color" / f"{stems[0]}{COLOR_EXT}"
-    first = imgio.read_rgb(first_path)
-    H0, W0 = first.shape[:2]
-    W, H = imgio.target_size(W0, H0, cfg.downscale, cfg.max_size)
+    # the majority's size: a lone odd frame is the one named, wherever it is
+    W0, H0 = imgio.reference_size([root / "color" / f"{s}{COLOR_EXT}" for s in stems])
+    W, H = imgio.target_size(W0, H0, cfg.downscale, cfg.max_size, root)
     fit = _SizeFitter(W0, H0, W, H)
     K = imgio.scale_intrinsics(layout_to_pixel_centre_K(K_layout), W / W0, H / H0).astype(np.float32)
 
     def load_one(i: int) -> Frame:
         stem = stems[i]
         path = root / "color" / f"{stem}{COLOR_EXT}"
-        rgb = first if i == 0 else imgio.read_rgb(path)
+        rgb = imgio.read_rgb(path)
         if rgb.shape[:2] != (H0, W0):
-            raise DataError(f"image size {rgb.shape[1]}x{rgb.shape[0]} differs from {first_path.name} ({W0}x{H0})", path)
+            raise DataError(f"image size {rgb.shape[1]}x{rgb.shape[0]} differs from the other frames' {W0}x{H0}", path)
         rgb = imgio.resize_image(rgb, W, H)
 
         def label(folder: str, semantic: bool = False) -> np.ndarray:
@@ -501,9 +500,7 @@ def load_panoptic_lifting(root: str | Path, cfg: DataConfig | None = None, progr
         valid = None
         inv = root / INVALID_DIR / f"{stem}.jpg"
         if inv.is_file():
-            m = cv2.imread(str(inv), cv2.IMREAD_GRAYSCALE)
-            if m is None or m.size == 0:
-                raise DataError("cannot read invalid-pixel mask (corrupt or unsupported format)", inv)
+            m = imgio.imread(inv, cv2.IMREAD_GRAYSCALE, "invalid-pixel mask")
             valid = fit(m, inv) == 0
         return Frame(
             name=stem,

@@ -66,11 +66,7 @@ def id_to_rgb(ids: np.ndarray) -> np.ndarray:
 
 def read_panoptic_png(path: Path) -> np.ndarray:
     """[H,W] int64 segment ids of a COCO panoptic PNG."""
-    if not path.is_file():
-        raise DataError("panoptic PNG not found", path)
-    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if a is None or a.size == 0:
-        raise DataError("cannot read panoptic PNG (corrupt or unsupported)", path)
+    a = imgio.imread(path, what="panoptic PNG")
     if a.ndim != 3 or a.shape[2] < 3 or a.dtype != np.uint8:
         raise DataError(f"a COCO panoptic PNG must be 8-bit RGB, got shape {a.shape} {a.dtype}", path)
     return rgb_to_id(a[..., 2::-1])  # BGR(A) -> RGB
@@ -80,8 +76,8 @@ def read_confidence(path: Path) -> np.ndarray:
     """[H,W] float32 in [0, 1] from a uint8/uint16 PNG or a float ``.npy``."""
     if path.suffix == ".npy":
         return imgio.read_npy(path, "confidence")
-    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if a is None or a.ndim != 2 or a.dtype not in (np.uint8, np.uint16):
+    a = imgio.imread(path, what="confidence PNG")
+    if a.ndim != 2 or a.dtype not in (np.uint8, np.uint16):
         raise DataError("a confidence PNG must be a single-channel 8- or 16-bit image", path)
     return (a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 65535.0)).clip(0, 1)
 

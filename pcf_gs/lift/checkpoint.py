@@ -21,9 +21,34 @@ FORMAT_VERSION = 1
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
+    """Write ``payload`` to a temporary sibling, flush it to the disk, rename it onto ``path``: a kill at
+    any moment leaves the previous checkpoint or the new one, never a partial file. A full disk is a
+    UserError (the previous checkpoint stays)."""
     payload = dict(payload, format_version=FORMAT_VERSION)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            # a Python file object, not a path: torch's own writer reports a full disk as an opaque
+            # RuntimeError ("unexpected pos"), Python's write raises OSError(ENOSPC)
+            with open(tmp, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())  # the rename must not overtake the data on a power cut
+    except (OSError, RuntimeError) as e:
+        # torch's zip writer turns a failed write into a RuntimeError raised while handling the OSError
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise UserError(f"cannot write the checkpoint ({cause.strerror or cause}); the previous checkpoint, "
+                        "if any, is kept", path) from None
+
+
+def remove_stale_temporaries(run_dir: str | os.PathLike) -> None:
+    """Delete temporary checkpoints a killed writer left in ``run_dir`` (``.checkpoint.*.tmp.pt``, from
+    :func:`~pcf_gs.atomic.atomic_path`). Call it only while holding the run's lock."""
+    for p in Path(run_dir).glob(f".{Path(CHECKPOINT_NAME).stem}.*.tmp{Path(CHECKPOINT_NAME).suffix}"):
+        p.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

@@ -18,6 +18,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
+from pcf_gs.atomic import write_text_atomic
 from pcf_gs.lift.checkpoint import CHECKPOINT_NAME
 from pcf_gs.progress import progress_bar
 
@@ -161,13 +162,13 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.exists():
         return
     keep = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
             if json.loads(line).get("step", 0) <= step:
                 keep.append(line)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError:  # the half-written last line of a killed run
             continue
-    path.write_text("".join(k + "\n" for k in keep))
+    write_text_atomic(path, "".join(k + "\n" for k in keep))  # a kill here keeps the old log whole
 
 
 @contextlib.contextmanager

@@ -14,6 +14,8 @@ RNG, step), does one optimisation step and saves/restores checkpoints.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import random
 import sys
@@ -27,7 +29,7 @@ from pcf_gs.config import Config, config_from_dict, save_config
 from pcf_gs.data.scene import Scene
 from pcf_gs.errors import UserError
 from pcf_gs.lift.batches import TrainViews, ViewSampler
-from pcf_gs.lift.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from pcf_gs.lift.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from pcf_gs.lift.densify import Densifier
 from pcf_gs.lift.fit import TrainingDiverged, fit
 from pcf_gs.lift.model import ModelSpec, ema_update_slow, init_params, render_rgb
@@ -233,6 +235,33 @@ def device_preset(device: torch.device, announce: bool = True) -> str:
     return name
 
 
+LOCK_NAME = ".lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold an exclusive ``flock`` on ``RUN/.lock`` while inside: a second ``pcf-gs train`` on the same
+    folder gets a one-line UserError instead of two writers interleaving checkpoints. The kernel drops
+    the lock when the process ends, however it ends, so a killed run never leaves a stale lock."""
+    import fcntl
+    import os
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            raise UserError(f"another pcf-gs train{' (pid ' + other + ')' if other.isdigit() else ''} is using this "
+                            "run folder; wait for it or choose another --out", run_dir) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # who holds it, for the message above
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def run_training(
     data: Path,
     run_dir: Path,
@@ -246,16 +275,38 @@ def run_training(
 
     A new run takes defaults < ``preset`` < ``overrides``; with no ``preset``, the device's
     (:func:`device_preset`). ``--resume`` takes
-    the run's saved config < ``overrides`` (e.g. more iterations).
+    the run's saved config < ``overrides`` (e.g. more iterations); a run killed before its first
+    checkpoint (config.yaml written, no checkpoint.pt) starts over from its saved config.
     ``on_step(trainer)``, if given, runs after every step (the live viewer).
+    The run folder is locked (:func:`run_lock`) while training.
     """
+    run_dir = Path(run_dir)
+    if resume and not run_dir.is_dir():
+        load_checkpoint(run_dir / CHECKPOINT_NAME)  # the usual "no checkpoint here", without creating RUN/
+    with run_lock(run_dir):
+        try:
+            return _run_training(data, run_dir, preset, overrides, resume, progress, on_step)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # the run folder cannot take more
+                raise UserError(f"cannot write to the run folder ({e.strerror}); the last good checkpoint, "
+                                "if any, is kept", run_dir) from None
+            raise
+
+
+def _run_training(data, run_dir: Path, preset, overrides, resume: bool, progress: bool, on_step) -> dict:
     from pcf_gs.config import apply_overrides, load_config
     from pcf_gs.data import load_scene
 
-    run_dir = Path(run_dir)
     ck_path = run_dir / CHECKPOINT_NAME
+    remove_stale_temporaries(run_dir)  # a killed writer's: safe, the lock says no one else writes here
     ck = None
-    if resume:
+    if resume and not ck_path.exists() and (run_dir / "config.yaml").is_file():
+        # killed before the first checkpoint: nothing trained yet, so start over with the run's config
+        log.warning("%s has no checkpoint yet; starting the run over from its config.yaml", run_dir)
+        if preset:
+            log.warning("--config is ignored with --resume (the run's saved config is used)")
+        cfg = apply_overrides(load_config(str(run_dir / "config.yaml")), overrides)
+    elif resume:
         ck = load_checkpoint(ck_path)
         if preset:
             log.warning("--config is ignored with --resume (the run's saved config is used)")

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from pcf_gs.data.scene import Normalization
-from pcf_gs.atomic import write_json_atomic
+from pcf_gs.atomic import atomic_dir, write_json_atomic
 from pcf_gs.errors import UserError
 from pcf_gs.lift.pp_kernel import activate_var
 from pcf_gs.lift.model import ModelSpec
@@ -159,8 +159,9 @@ def export_formats(source: Path, out: Path, formats, progress: bool = True) -> d
     dropped and objects.json says so), and ``objects.json`` with each object's ``file`` naming the
     first format's file and ``files`` every format's (other fields kept). A run -> ``scene<ext>``
     (world frame, with inst_mu / inst_var where the format carries them); a single file ->
-    ``<stem><ext>``. Every input is read (and checked) before anything is written; every output is
-    written atomically, so a failure leaves earlier files as they were. Returns a summary.
+    ``<stem><ext>``. Every input is read (and checked) before anything is written; the outputs are
+    written to a temporary copy of ``out`` that replaces it in one step at the end, so a failure or a
+    kill leaves ``out`` as it was or with every file, never some. Returns a summary.
     """
     from pcf_gs.atomic import write_json_atomic
     from pcf_gs.progress import progress_bar
@@ -221,7 +222,20 @@ def export_formats(source: Path, out: Path, formats, progress: bool = True) -> d
 
     written: dict[str, list[str]] = {f.name: [] for f in fmts}
     exports: dict[str, dict] = {}
-    out.mkdir(parents=True, exist_ok=True)
+    # the new tree is built beside OUT (starting from OUT's files, hard-linked) and swapped in at the end:
+    # a kill or a failure leaves OUT as it was or complete, never with some formats written
+    with atomic_dir(out, add=True) as tmp:
+        _write_exports(items, fmts, kind, tmp, written, exports, table, progress)
+    return {"source": str(source), "kind": kind, "out": str(out), "formats": [f.name for f in fmts],
+            "files": written, "exports": exports, "objects": len(table["objects"]) if table else 0}
+
+
+def _write_exports(items, fmts, kind: str, out: Path, written: dict, exports: dict, table, progress: bool) -> None:
+    """The files of :func:`export_formats`, written under ``out`` (its temporary folder)."""
+    from pcf_gs.atomic import write_json_atomic
+    from pcf_gs.progress import progress_bar
+    from pcf_gs.splats.formats import strip_ext
+
     with progress_bar("export", len(items) * len(fmts), enabled=progress) as advance:
         for f in fmts:
             info = {"extension": f.ext, "library": f.library, "tolerance": f.tolerance}
@@ -250,5 +264,3 @@ def export_formats(source: Path, out: Path, formats, progress: bool = True) -> d
             o["files"] = new
         table["exports"] = {**(table.get("exports") or {}), **exports}
         write_json_atomic(out / "objects.json", table)
-    return {"source": str(source), "kind": kind, "out": str(out), "formats": [f.name for f in fmts],
-            "files": written, "exports": exports, "objects": len(table["objects"]) if table else 0}

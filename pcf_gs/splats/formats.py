@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -38,7 +39,7 @@ import numpy as np
 
 from pcf_gs.atomic import atomic_path
 from pcf_gs.errors import UserError
-from pcf_gs.splats.ply import Splats, read_ply, write_ply
+from pcf_gs.splats.ply import Splats, check_plausible, check_ply_size, read_ply, write_ply
 
 C0 = 0.28209479177387814
 LABEL_KEYS = ("instance_id", "semantic_id", "inst_mu", "inst_var")
@@ -111,6 +112,7 @@ def _read_bytes(path: Path) -> bytes:
 def _read_ply_any(path: Path) -> Splats:
     """Uncompressed 3DGS PLY (:func:`read_ply`) or a SuperSplat compressed PLY (``element chunk``)."""
     if _is_compressed_ply(path):
+        check_ply_size(path)
         return read_ply_compressed(path)
     return read_ply(path)[0]
 
@@ -343,9 +345,13 @@ def parse_glb(data: bytes) -> tuple[dict, bytes]:
     version, length = struct.unpack_from("<II", data, 4)
     if version != 2:
         raise ValueError(f"GLB version {version}")
+    if length != len(data):  # the header's total length: a truncated or padded file is corrupt
+        raise ValueError(f"the header says {length} bytes, the file has {len(data)}")
     off, js, binary = 12, None, b""
-    while off + 8 <= min(length, len(data)):
+    while off + 8 <= length:
         clen, ctype = struct.unpack_from("<II", data, off)
+        if off + 8 + clen > length:
+            raise ValueError(f"chunk at byte {off} claims {clen} bytes, past the end of the file")
         chunk = data[off + 8: off + 8 + clen]
         if ctype == 0x4E4F534A:
             js = json.loads(chunk.decode("utf-8"))
@@ -549,7 +555,16 @@ def read_splats(path: str | os.PathLike) -> Splats:
     p = Path(path)
     if not p.exists():
         raise UserError("file not found", p)
-    return format_of(p, reading=True).read(p)
+    with warnings.catch_warnings():
+        # a library's warning about the file is an error naming it (not import-time deprecations)
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.simplefilter("error", UserWarning)
+        try:
+            s = format_of(p, reading=True).read(p)
+        except Warning as w:
+            raise UserError(f"not a readable splat file ({type(w).__name__}: {w})", p) from None
+    check_plausible(s, p)  # every format: misread or corrupt values stop here, not in a render or edit
+    return s
 
 
 def write_splats(path: str | os.PathLike, s: Splats, extra: bool = True) -> None:

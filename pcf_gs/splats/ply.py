@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +39,82 @@ from plyfile import PlyData, PlyElement
 
 from pcf_gs.errors import UserError
 from pcf_gs.atomic import atomic_path
+
+PLY_TYPE_BYTES = {n: b for b, names in ((1, "char uchar int8 uint8"), (2, "short ushort int16 uint16"),
+                                         (4, "int uint int32 uint32 float float32"), (8, "double float64"))
+                  for n in names.split()}
+MAX_HEADER_BYTES = 1 << 20  # a PLY header is text lines; a megabyte without end_header is not one
+# |value| beyond which a modelled attribute is not a Gaussian but misread bytes (a wrong byte order reads
+# 0.5 as 8.8e-44 and 1.0 as 4.6e-41, and typical positions as 1e+30 and up); positions in world units,
+# the rest as stored (log-scales, logit opacity, quaternion, SH)
+PLAUSIBLE_ABS = {"means": 1e9, "scales": 1e3, "quats": 1e9, "opacities": 1e4, "sh0": 1e6, "shN": 1e6}
+
+
+def ply_layout(path: Path) -> tuple[str, int, list[tuple[str, int, int | None]]]:
+    """(format, header bytes, [(element, count, row bytes or None when it has list properties)]) from
+    a PLY header, read without the body. Raises UserError for a header that is not PLY."""
+    with open(path, "rb") as f:
+        head = f.read(MAX_HEADER_BYTES)
+    end = head.find(b"end_header")
+    if not head.startswith(b"ply") or end < 0:
+        raise UserError("not a readable PLY file (no ply ... end_header header)", path)
+    nl = head.find(b"\n", end)
+    if nl < 0:
+        raise UserError("not a readable PLY file (header does not end with a newline)", path)
+    fmt, elements = "", []
+    for line in head[:end].decode("ascii", "replace").splitlines():
+        t = line.split()
+        if not t:
+            continue
+        if t[0] == "format" and len(t) > 1:
+            fmt = t[1]
+        elif t[0] == "element" and len(t) == 3:
+            try:
+                count = int(t[2])
+            except ValueError:
+                raise UserError(f"PLY header: element {t[1]} has count {t[2]!r}", path) from None
+            if count < 0:
+                raise UserError(f"PLY header: element {t[1]} has a negative count {count}", path)
+            elements.append([t[1], count, 0])
+        elif t[0] == "property" and elements and elements[-1][2] is not None:
+            if len(t) >= 2 and t[1] == "list":
+                elements[-1][2] = None
+            elif len(t) == 3 and t[1] in PLY_TYPE_BYTES:
+                elements[-1][2] += PLY_TYPE_BYTES[t[1]]
+            else:
+                raise UserError(f"PLY header: unknown property line {line.strip()!r}", path)
+    return fmt, nl + 1, [tuple(e) for e in elements]
+
+
+def check_ply_size(path: Path) -> None:
+    """A binary PLY must be exactly its header plus count x row bytes of every element: a header that
+    claims fewer rows than the file holds would otherwise drop the rest without a word. Skipped for
+    ASCII files and elements with list properties (whose size is in the data)."""
+    fmt, header, elements = ply_layout(path)
+    if not fmt.startswith("binary") or any(row is None for _, _, row in elements):
+        return
+    want = header + sum(count * row for _, count, row in elements)
+    have = path.stat().st_size
+    if have != want:
+        desc = ", ".join(f"{count} {name} x {row} bytes" for name, count, row in elements)
+        raise UserError(f"file is {have} bytes but its header ({desc}) says {want}: "
+                        f"{'truncated' if have < want else 'more data than the header counts'} (corrupt file?)", path)
+
+
+def check_plausible(s: "Splats", path: Path, hint: str = "") -> None:
+    """Every modelled value finite and within :data:`PLAUSIBLE_ABS`: else a one-line error naming the
+    file (``hint`` adds a likely cause, e.g. the byte order)."""
+    for name, limit in PLAUSIBLE_ABS.items():
+        a = np.asarray(getattr(s, name))
+        if a.size == 0:
+            continue
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(a) | (np.abs(a) > limit)
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise UserError(f"implausible {name} (Gaussian {row}: {a[row].ravel()[:4].tolist()}; "
+                            f"finite values within +-{limit:g} expected){hint}", path)
+
 
 LABEL_BASES = ("instance_id", "semantic_id", "inst_mu", "inst_var")  # our labelled-file properties
 REQUIRED = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
@@ -186,10 +264,15 @@ def read_ply(path: str | os.PathLike) -> tuple[Splats, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise UserError("file not found", path)
+    check_ply_size(path)
     try:
-        ply = PlyData.read(str(path))
+        with warnings.catch_warnings():
+            # plyfile/numpy warnings about the file are errors about it
+            warnings.simplefilter("error", RuntimeWarning)
+            warnings.simplefilter("error", UserWarning)
+            ply = PlyData.read(str(path))
     except Exception as e:  # noqa: BLE001
-        raise UserError(f"not a readable PLY file ({type(e).__name__})", path) from None
+        raise UserError(f"not a readable PLY file ({type(e).__name__}: {e})", path) from None
     if "vertex" not in [el.name for el in ply.elements]:
         raise UserError("not a 3DGS PLY (no vertex element)", path)
     v = np.array(ply["vertex"].data)  # a copy: never a memory map of the input file
@@ -217,9 +300,15 @@ def read_ply(path: str | os.PathLike) -> tuple[Splats, np.ndarray]:
         ply_info={"text": ply.text, "byte_order": ply.byte_order, "comments": list(ply.comments),
                   "obj_info": list(ply.obj_info), "other_elements": [el.name for el in ply.elements if el.name != "vertex"]},
     )
+    swapped = ply.byte_order == ">" and sys.byteorder == "little" or ply.byte_order == "<" and sys.byteorder == "big"
+    check_plausible(s, path, f"; the header says {ply.header.splitlines()[1].strip()!r}: is that the data's "
+                    "byte order?" if swapped else "")
     for name in ("instance_id", "semantic_id"):
         if name in names:
-            s.extra[name] = np.asarray(v[name]).astype(np.int32)
+            ids = np.asarray(v[name])
+            if not np.isfinite(ids).all() or np.abs(ids).max(initial=0) >= 2**31:
+                raise UserError(f"{name} has values that are not 32-bit integers", path)
+            s.extra[name] = ids.astype(np.int32)
     for base in ("inst_mu", "inst_var"):
         sub = sorted((n for n in names if n.startswith(base + "_")), key=lambda n: int(n.rsplit("_", 1)[1]))
         if sub:

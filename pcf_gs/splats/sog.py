@@ -232,7 +232,15 @@ def read_sog(path: Path):
         if meta.get("version") != 2:
             raise ValueError(f"meta.json version {meta.get('version')!r}, only version 2 is read")
         N = int(meta["count"])
-        img = lambda key, i=0: _decode_webp(get(meta[key]["files"][i])).reshape(-1, 4)[:N].astype(np.int64)  # noqa: E731
+        if N < 0:
+            raise ValueError(f"meta.json count {N} is negative")
+
+        def img(key: str, i: int = 0) -> np.ndarray:
+            px = _decode_webp(get(meta[key]["files"][i])).reshape(-1, 4)
+            if len(px) < N:  # the count and the images disagree: a corrupt count or a wrong image
+                raise ValueError(f"{meta[key]['files'][i]} has {len(px)} pixels for {N} Gaussians")
+            return px[:N].astype(np.int64)
+
         lo, hi = img("means", 0), img("means", 1)
         q16 = (hi[:, :3] << 8) | lo[:, :3]
         mins, maxs = np.array(meta["means"]["mins"], np.float64), np.array(meta["means"]["maxs"], np.float64)

@@ -83,7 +83,7 @@ def test_bad_preset_file(tmp_path):
 
 
 @given(
-    it=st.integers(min_value=0, max_value=10**7),
+    it=st.integers(min_value=1, max_value=10**7),
     t=st.floats(min_value=1e-6, max_value=1e3, allow_nan=False),
     emb=st.sampled_from(["probabilistic", "deterministic"]),
     norm=st.booleans(),
