@@ -457,6 +457,10 @@ def load_config(preset: str | None = None, overrides: list[str] | None = None) -
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise UserError(f"not valid YAML ({str(e).splitlines()[0]})", path) from None
+        except UnicodeDecodeError:
+            raise UserError("not valid YAML (not UTF-8 text)", path) from None
+        except OSError as e:
+            raise UserError(f"cannot read ({e.strerror or e})", path) from None
         try:
             _update(cfg, data, "")
         except UserError as e:
