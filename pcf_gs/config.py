@@ -363,7 +363,8 @@ def _coerce(value: Any, tp, where: str) -> Any:
             return value.lower() in ("true", "yes", "on", "1")
         raise UserError(f"{where}: expected true/false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or (isinstance(value, float) and not math.isfinite(value)) or int(value) != value):
             raise UserError(f"{where}: expected an integer, got {value!r}")
         return int(value)
     if tp is float:

@@ -745,7 +745,7 @@ def _escaped(work: Path, exports: Path) -> list[str]:
 
 
 def fuzz(n: int, seed: int, kinds: tuple[str, ...], seeds: Path, timeout: float = 60.0, use_subprocess: bool = False,
-         log=None) -> list[Case]:
+         log=None, minutes: float | None = None, jsonl: Path | None = None) -> list[Case]:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch  # noqa: F401 - imported before forking, once
 
@@ -772,11 +772,18 @@ def fuzz(n: int, seed: int, kinds: tuple[str, ...], seeds: Path, timeout: float 
     build_parser()  # imports every command module before forking
     rng = random.Random(seed)
     cases = []
+    t_end = time.monotonic() + minutes * 60 if minutes else None
+    sink = open(jsonl, "a") if jsonl else None
     with tempfile.TemporaryDirectory(prefix="pcf-fuzz-") as tmp:
         for i in range(n):
+            if t_end and time.monotonic() > t_end:
+                break
             case = run_case(Case(i, kinds[i % len(kinds)]), seeds, Path(tmp), random.Random(rng.getrandbits(64)),
                             timeout, use_subprocess)
             cases.append(case)
+            if sink:
+                sink.write(json.dumps(case.__dict__) + "\n")
+                sink.flush()
             if log and (case.outcome in BAD or case.damaged):
                 log(f"[{i}] {case.kind} {case.mutation} {case.target}: {case.outcome} {case.damaged} "
                     f"{case.stderr.strip().splitlines()[-1:] if case.stderr.strip() else ''}")
@@ -810,7 +817,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=Path, help="folder for the valid seeds (kept and reused; default: temporary)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds before a case is a hang (default 60)")
     ap.add_argument("--subprocess", action="store_true", help="python -m pcf_gs per case instead of a fork")
-    ap.add_argument("--json", type=Path, help="write every case here")
+    ap.add_argument("--minutes", type=float, help="stop starting cases after this long (the table covers those run)")
+    ap.add_argument("--json", type=Path, help="write every case here (and, as they finish, to JSON.jsonl)")
     a = ap.parse_args(argv)
     kinds = KINDS if a.kinds == "all" else FAST_KINDS if a.kinds == "fast" else tuple(a.kinds.split(","))
     unknown = set(kinds) - set(KINDS)
@@ -819,8 +827,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pcf-fuzz-seeds-") as tmp:
         seeds = a.seeds or Path(tmp)
-        t_seeds = time.monotonic()
-        cases = fuzz(a.cases, a.seed, kinds, seeds, a.timeout, a.subprocess, log=lambda s: print(s, flush=True))
+        cases = fuzz(a.cases, a.seed, kinds, seeds, a.timeout, a.subprocess, log=lambda s: print(s, flush=True),
+                     minutes=a.minutes, jsonl=a.json.with_suffix(".jsonl") if a.json else None)
     dt = time.monotonic() - t0
     run_time = sum(c.seconds for c in cases)
     print(table(cases))
@@ -829,7 +837,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         a.json.write_text(json.dumps({"cases": [c.__dict__ for c in cases], "seconds": round(dt, 1), "seed": a.seed},
                                      indent=1))
-    del t_seeds
     return 1 if any(c.outcome in BAD or c.damaged for c in cases) else 0
 
 
