@@ -12,9 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import load_tool
-
 REPO = Path(__file__).resolve().parents[2]
+
+
+def load_tool(name: str):
+    """tools/NAME.py as a module (registered in sys.modules: its dataclasses need that)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def test_fuzz_slice_has_no_traceback_crash_hang_or_damage(tmp_path):
