@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             res = soak(app, a.clients, a.minutes, a.rate, a.size) if a.soak else load(app, a.clients, a.seconds, a.rate, a.size)
         finally:
-            app.server.stop()
+            app.stop()
     print(json.dumps(res, indent=1))
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
