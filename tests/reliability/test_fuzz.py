@@ -103,3 +103,18 @@ def test_view_on_all_interfaces_prints_one_warning_line(monkeypatch, capsys):
     assert len(err) == 1 and err[0].startswith("pcf-gs view: warning:") and "exp/" in err[0]
     assert main(["view", "x.ply"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_train_viewer_on_all_interfaces_prints_the_warning(monkeypatch, capsys, tmp_path):
+    import pcf_gs.viewer.live as live
+    from pcf_gs.cli import main
+    from pcf_gs.errors import UserError
+
+    def stub(*a, **k):
+        raise UserError("stub viewer")
+
+    monkeypatch.setattr(live, "LiveTrainingViewer", stub)
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "run"), "--viewer", "--host", "::"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("pcf-gs train: warning: --host :: is not loopback") and "viewer_exports/" in err[0]
+    assert err[1] == "pcf-gs train: error: stub viewer"
