@@ -24,7 +24,6 @@ import json
 import math
 import os
 import random
-import resource  # noqa: F401 - Unix only, like the viewer's tests
 import sys
 import threading
 import time
