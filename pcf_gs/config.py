@@ -363,7 +363,8 @@ def _coerce(value: Any, tp, where: str) -> Any:
             return value.lower() in ("true", "yes", "on", "1")
         raise UserError(f"{where}: expected true/false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or (isinstance(value, float) and not math.isfinite(value)) or int(value) != value):
             raise UserError(f"{where}: expected an integer, got {value!r}")
         return int(value)
     if tp is float:
@@ -457,6 +458,10 @@ def load_config(preset: str | None = None, overrides: list[str] | None = None) -
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise UserError(f"not valid YAML ({str(e).splitlines()[0]})", path) from None
+        except UnicodeDecodeError:
+            raise UserError("not valid YAML (not UTF-8 text)", path) from None
+        except OSError as e:
+            raise UserError(f"cannot read ({e.strerror or e})", path) from None
         try:
             _update(cfg, data, "")
         except UserError as e:

@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         if args.debug:
             raise
-        print(f"pcf-gs {args.command}: error: {e}", file=sys.stderr)
+        # one line, whatever the message quotes (a --set value or a file name may hold a newline)
+        msg = str(e).replace("\r", "\\r").replace("\n", "\\n")
+        print(f"pcf-gs {args.command}: error: {msg}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -59,3 +59,26 @@ def resolve_config(args: argparse.Namespace):
     from pcf_gs.config import load_config
 
     return load_config(args.config, flag_overrides(args))
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine reaches (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    h = str(host).strip().strip("[]").lower()
+    if h in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False  # a host name or interface address: reachable from elsewhere
+
+
+def exposure_warning(host: str, export_dir: str | None = "viewer_exports") -> str | None:
+    """The one-line warning printed when the viewer listens on a non-loopback address (None on loopback)."""
+    if is_loopback(host):
+        return None
+    where = f"into {export_dir}/" if export_dir else "into the export folder"
+    return (f"warning: --host {host} is not loopback: anyone who can reach this port sees the scene and can press "
+            f"Export, which makes this process write PLY files {where} (no authentication); use an SSH tunnel "
+            f"to 127.0.0.1 on shared networks")

@@ -34,8 +34,14 @@ def run(args: argparse.Namespace) -> int:
         trainer = []
         on_step = None
         if args.viewer:
+            import sys
+
+            from pcf_gs.cli.args import exposure_warning
             from pcf_gs.viewer.live import LiveTrainingViewer
 
+            warning = exposure_warning(args.host)  # the live viewer's export folder: ./viewer_exports
+            if warning:
+                print(f"pcf-gs train: {warning}", file=sys.stderr, flush=True)
             live = LiveTrainingViewer(args.host, args.port)
             print(f"pcf-gs train: live viewer at {live.url}", flush=True)
 

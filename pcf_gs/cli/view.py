@@ -32,7 +32,14 @@ def run(args: argparse.Namespace) -> int:
     # turns spinning on the cores the other needs (a 256² frame: 0.55 s -> 0.24 s on 2 cores).
     # Read when the OpenMP runtimes load, i.e. before torch is imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import sys
+
+    from pcf_gs.cli.args import exposure_warning
     from pcf_gs.viewer.app import serve
+
+    warning = exposure_warning(args.host, args.export_dir)
+    if warning:
+        print(f"pcf-gs view: {warning}", file=sys.stderr, flush=True)
 
     serve(args.target, args.host, args.port, mode=args.mode, device=_view_device(args.device),
           export_dir=args.export_dir, max_side=args.max_res, render=args.render)

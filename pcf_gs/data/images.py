@@ -45,25 +45,31 @@ def _capture_fd2():
     """Point file descriptor 2 at a temporary file while inside; yields a list that then holds what was
     written to it. Lines that are not a codec's (another thread's log output) are written back to stderr."""
     out: list[str] = []
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to keep clean
-        yield out
-        return
-    with _FD2_LOCK, tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
+    # the lock covers the dup too: a dup taken while another thread has fd 2 redirected would later
+    # "restore" fd 2 to that thread's (deleted) temporary file, and every later message, the final
+    # error included, would vanish
+    with _FD2_LOCK:
         try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to keep clean
+            saved = None
+        if saved is None:
             yield out
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            other = []
-            for line in tmp.read().decode("utf-8", "replace").splitlines():
-                (out if _CODEC_LINE.match(line.strip()) else other).append(line.strip())
-            if other:
-                os.write(2, ("\n".join(other) + "\n").encode())
+            return
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield out
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                other = []
+                for line in tmp.read().decode("utf-8", "replace").splitlines():
+                    (out if _CODEC_LINE.match(line.strip()) else other).append(line.strip())
+                if other:
+                    os.write(2, ("\n".join(other) + "\n").encode())
 
 
 def imread(path: Path, flags: int = cv2.IMREAD_UNCHANGED, what: str = "image") -> np.ndarray:

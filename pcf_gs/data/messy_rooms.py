@@ -72,7 +72,7 @@ def read_kubric_cameras(meta: dict, width: int, height: int, path: Path) -> tupl
         K = np.asarray(cam["K"], dtype=np.float64)
         pos = np.asarray(cam["positions"], dtype=np.float64)
         quat = np.asarray(cam["quaternions"], dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DataError("camera K/positions/quaternions are not numeric arrays", path) from None
     if pos.ndim != 2 or pos.shape[1] != 3:
         raise DataError(f"camera.positions must be [F][3], got shape {pos.shape}", path)
@@ -179,7 +179,7 @@ def load_messy_rooms(root: str | Path, cfg: DataConfig | None = None, progress: 
     if "classes" in extra:
         try:
             classes = ClassTable.from_list(extra["classes"])
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise DataError(f'bad "pcf_gs.classes" table ({e})', meta_path) from None
 
     W, H = imgio.target_size(W0, H0, cfg.downscale, cfg.max_size, root)

@@ -46,7 +46,7 @@ def is_nerfstudio(root: Path) -> bool:
 def _num(d: dict, key: str, path: Path, where: str) -> float:
     try:
         v = float(d[key])
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DataError(f"{where}: {key} is not a number", path) from None
     if not np.isfinite(v):
         raise DataError(f"{where}: {key} is not finite", path)
@@ -77,7 +77,7 @@ def _matrix(fr: dict, path: Path, where: str) -> np.ndarray:
         m = np.asarray(fr["transform_matrix"], dtype=np.float64)
     except KeyError:
         raise DataError(f"{where}: no transform_matrix", path) from None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise DataError(f"{where}: transform_matrix is not a numeric 4x4 matrix", path) from None
     if m.shape == (3, 4):
         m = np.vstack([m, [0, 0, 0, 1]])

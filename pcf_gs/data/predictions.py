@@ -107,7 +107,7 @@ class _CocoPanoptic:
                 ClassInfo(i + 1, str(c.get("name", f"category_{c['id']}")), bool(c.get("isthing", 0)))
                 for i, c in enumerate(cats)
             ]
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise DataError(f"bad category entry ({type(e).__name__}: {e})", json_path) from None
         if len(set(cat_ids)) != len(cat_ids):
             raise DataError("duplicate category ids", json_path)
@@ -118,7 +118,7 @@ class _CocoPanoptic:
                 segs = {int(s["id"]): s for s in a["segments_info"]}
                 for s in segs.values():
                     int(s["category_id"])
-            except (KeyError, TypeError, ValueError) as e:
+            except (KeyError, TypeError, ValueError, OverflowError) as e:
                 raise DataError(f"bad annotation entry ({type(e).__name__}: {e})", json_path) from None
             if not (folder / f"{key}.png").is_file():
                 raise DataError(f"annotation for {key}.png but {folder.name}/{key}.png does not exist", json_path)

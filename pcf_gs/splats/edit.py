@@ -105,7 +105,7 @@ def select_box(s: Splats, aabb=None, *, obb=None) -> np.ndarray:
         return np.all((x >= lo) & (x <= hi), axis=1)
     try:
         center, half, rot = obb
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise UserError("obb must be (center [3], half_extents [3], rotation [3,3])") from None
     center, half, rot = _finite(center, "obb center"), _finite(half, "obb half extents"), _finite(rot, "obb rotation")
     if center.shape != (3,) or half.shape != (3,) or rot.shape != (3, 3):
@@ -375,7 +375,7 @@ def _nonempty(s: Splats, sel) -> np.ndarray:
 def _finite(v, what: str) -> np.ndarray:
     try:
         a = np.asarray(v, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise UserError(f"{what} must be numbers, got {v!r}") from None
     if not np.all(np.isfinite(a)):
         raise UserError(f"{what} must be finite, got {a.tolist()}")

@@ -58,8 +58,21 @@ def distinct_colors(n: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "class"
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(10)), *(f"LPT{i}" for i in range(10))}
+
+
+def _safe(name: str, limit: int = 64) -> str:
+    """A label as a file-name part: [A-Za-z0-9_.-] only (no separators, NUL or control characters),
+    no leading dot or dash (no ``..``, hidden files or options), no Windows device name, at most
+    ``limit`` characters (a long label keeps its start plus a hash, so distinct labels stay distinct)."""
+    import hashlib
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).lstrip(".-") or "class"
+    if safe.split(".")[0].upper() in _RESERVED:
+        safe = "_" + safe
+    if len(safe) > limit:
+        safe = safe[: limit - 9] + "_" + hashlib.sha1(str(name).encode("utf-8", "replace")).hexdigest()[:8]
+    return safe
 
 
 def export_objects(

@@ -469,9 +469,17 @@ def read_gsplat_ckpt(path: Path) -> Splats:
         shN = shN.reshape(N, -1, 3)
     except Exception as e:  # noqa: BLE001
         raise UserError(f"not a gsplat checkpoint with a 'splats' dict of means/scales/quats/opacities/sh0 ({type(e).__name__})", path) from None
+    for name, a, shape in (("means", means, (N, 3)), ("scales", scales, (N, 3)), ("quats", quats, (N, 4))):
+        if a.shape != shape:
+            raise UserError(f"splats['{name}'] has shape {list(a.shape)}, expected {list(shape)} ({N} Gaussians)", path)
+    if opac.size != N:
+        raise UserError(f"splats['opacities'] has {opac.size} values for {N} Gaussians", path)
     s = Splats(means, scales, quats, opac.reshape(N), sh0, shN)
-    for k, v in (ck.get("pcf_gs") or {}).items():
+    labels = ck.get("pcf_gs") if isinstance(ck, dict) else None
+    for k, v in (labels if isinstance(labels, dict) else {}).items():
         if k in LABEL_KEYS:
+            if not hasattr(v, "numpy") or len(v) != N:
+                raise UserError(f"pcf_gs['{k}'] is not a tensor of {N} values", path)
             s.extra[k] = v.numpy().astype(np.int32 if k in ("instance_id", "semantic_id") else np.float32)
     return s
 

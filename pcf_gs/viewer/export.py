@@ -73,6 +73,8 @@ def export_view(scene: ViewScene, state: DisplayState, selected: int | None, out
             raise ValueError("nothing is visible")
         path = out_dir / f"visible_{time.strftime('%Y%m%d-%H%M%S')}.ply"
         extra = True
+    if path.parent != out_dir or path.name in ("", ".", ".."):  # _safe guarantees it; never write elsewhere
+        raise ValueError(f"refusing to export outside {out_dir}: {path.name!r}")
     ids = None if scene.instance_ids is None else scene.instance_ids[mask]
     sub = bake_recolors(full.subset(mask), ids, state.recolors)
     write_ply(path, sub, extra=extra)

@@ -1,0 +1,120 @@
+"""A seeded slice of the input fuzzer (tools/fuzz_inputs.py): every input kind but the trained run's
+``render --splats`` (the long run is the tool). Fails on a traceback, crash, hang, a multi-line
+error or a damaged input/output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_tool(name: str):
+    """tools/NAME.py as a module (registered in sys.modules: its dataclasses need that)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_fuzz_slice_has_no_traceback_crash_hang_or_damage(tmp_path):
+    # the fuzzer forks per case, so it runs in its own process (pytest's own state stays out of it)
+    p = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "fuzz_inputs.py"), "--cases", "40", "--seed", "7", "--kinds", "fast",
+         "--seeds", str(tmp_path / "seeds"), "--timeout", "30", "--json", str(tmp_path / "fuzz.json")],
+        env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
+    assert "40 cases" in p.stdout
+
+
+def test_classify():
+    F = load_tool("fuzz_inputs")
+    c = F.Case(0, "ply", cmd="edit")
+    assert F.classify(c, 0, None, "") == "ok"
+    assert F.classify(c, 2, None, "pcf-gs edit: error: x.ply: bad\n") == "error"
+    assert F.classify(c, 2, None, "pcf-gs edit: error: x\nmore\n") == "bad-error"
+    assert F.classify(c, 2, None, "") == "bad-error"
+    assert F.classify(c, 1, None, "Traceback (most recent call last):\n  ...\nValueError: x\n") == "traceback"
+    assert F.classify(c, None, 11, "") == "crash"
+    assert F.classify(c, None, None, "") == "hang"
+
+
+NASTY = ["../../escape", "..", ".", "/etc/passwd", "a/b/c", "a\\..\\..\\b", "nul\0byte", "x" * 300, "CON", "nul",
+         "PRN.txt", "COM1", "", " ", "-rf", ".hidden", "ä€😀", "a:b*c?d\"e<f>g|h", "\n\r\t", "a" * 255 + ".ply"]
+
+
+@pytest.mark.parametrize("label", NASTY)
+def test_viewer_export_stays_in_its_folder(tmp_path, label):
+    from pcf_gs.splats.ply import Splats
+    from pcf_gs.viewer.export import export_view
+    from pcf_gs.viewer.target import ViewScene, objects_table
+    from pcf_gs.viewer.view_renderer import DisplayState
+
+    n = 4
+    s = Splats(np.zeros((n, 3), np.float32), np.full((n, 3), -3, np.float32), np.tile([1, 0, 0, 0], (n, 1)).astype(np.float32),
+               np.zeros(n, np.float32), np.zeros((n, 1, 3), np.float32), np.zeros((n, 0, 3), np.float32))
+    ids = np.ones(n, np.int32)
+    scene = ViewScene(s, instance_ids=ids, semantic_ids=ids, class_names=["void", label],
+                      objects=objects_table(ids, ids, ["void", label]))
+    out = tmp_path / "deep" / "exports"
+    out.mkdir(parents=True)
+    path = export_view(scene, DisplayState(), 1, out)
+    assert path.parent == out and path.is_file() and len(path.name) <= 100
+    assert not path.name.startswith(".") and "\0" not in path.name
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == [path]
+
+
+def test_safe_names_are_distinct_and_bounded():
+    from pcf_gs.splats.export import _safe
+
+    assert _safe("chair") == "chair" and _safe("dining table") == "dining_table"
+    assert _safe("CON") == "_CON" and _safe("nul.txt") == "_nul.txt" and _safe("..") == "class"
+    a, b = _safe("x" * 200 + "a"), _safe("x" * 200 + "b")
+    assert a != b and len(a) == len(b) == 64
+
+
+@pytest.mark.parametrize("host,exposed", [("127.0.0.1", False), ("localhost", False), ("::1", False), ("127.0.1.1", False),
+                                          ("0.0.0.0", True), ("::", True), ("192.168.1.5", True), ("myhost", True)])
+def test_exposure_warning(host, exposed):
+    from pcf_gs.cli.args import exposure_warning
+
+    w = exposure_warning(host, "viewer_exports")
+    assert (w is not None) == exposed
+    if w:
+        assert "\n" not in w and "Export" in w and "viewer_exports" in w and host in w
+
+
+def test_view_on_all_interfaces_prints_one_warning_line(monkeypatch, capsys):
+    import pcf_gs.viewer.app as app
+    from pcf_gs.cli import main
+
+    monkeypatch.setattr(app, "serve", lambda *a, **k: None)
+    assert main(["view", "x.ply", "--host", "0.0.0.0", "--export-dir", "exp"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pcf-gs view: warning:") and "exp/" in err[0]
+    assert main(["view", "x.ply"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_train_viewer_on_all_interfaces_prints_the_warning(monkeypatch, capsys, tmp_path):
+    import pcf_gs.viewer.live as live
+    from pcf_gs.cli import main
+    from pcf_gs.errors import UserError
+
+    def stub(*a, **k):
+        raise UserError("stub viewer")
+
+    monkeypatch.setattr(live, "LiveTrainingViewer", stub)
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "run"), "--viewer", "--host", "::"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("pcf-gs train: warning: --host :: is not loopback") and "viewer_exports/" in err[0]
+    assert err[1] == "pcf-gs train: error: stub viewer"
