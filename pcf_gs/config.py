@@ -90,7 +90,12 @@ class ModelConfig:
     embedding: Literal["probabilistic", "deterministic"] = "probabilistic"
     """probabilistic: N(mu, diag(var)) with the PP kernel (PCF-Lift);
     deterministic: mu only with an RBF kernel of fixed variance (Contrastive Lift)."""
-    embed_dim: Annotated[int, Range(ge=1, le=64)] = 3
+    embed_dim: Annotated[int, Range(ge=1, le=64)] = 8
+    """Dimensions N of the instance embedding (PCF-Lift and its released code: 3). 8: small objects stop
+    merging into their neighbours in the embedding (the limit at 50-100 objects: MVOA with ground-truth
+    prototypes scores no better, docs/results.md). PQ^scene, paper noise, W = 9, seeds 1 / 2 (3 running):
+    25 objects 84.2 -> 85.7; 50 objects 75.0 -> 80.2, 79.4 -> 84.2; 100 objects 70.3 -> 76.6, 67.6 -> 73.6.
+    The feature render carries 4N + classes channels; on the sampled-pixel CPU path that costs little."""
     var_floor: Annotated[float, Range(ge=0)] = 0.01
     """Minimum variance: var = ELU(raw) + 1 + var_floor."""
     deterministic_var: Annotated[float, Range(gt=0)] = 0.5

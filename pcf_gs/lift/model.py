@@ -49,7 +49,7 @@ class ModelSpec:
     """Static description of a model (what a checkpoint needs besides tensors)."""
 
     num_classes: int
-    embed_dim: int = 3
+    embed_dim: int = 8
     sh_degree: int = 3
     embedding: str = "probabilistic"  # or "deterministic"
     var_floor: float = 0.01
