@@ -313,7 +313,8 @@ def write_glb(path: Path, s: Splats, extra: bool = True) -> None:
         a = np.ascontiguousarray(arr, dtype="<f4").reshape(N, -1)
         while len(blob) % 4:
             blob.append(0)
-        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": a.nbytes})
+        # target ARRAY_BUFFER: vertex data (the Khronos validator asks for it on attribute views)
+        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": a.nbytes, "target": 34962})
         blob += a.tobytes()
         acc = {"bufferView": len(views) - 1, "componentType": 5126, "count": N, "type": typ}
         if name == "POSITION":  # required by glTF for POSITION
