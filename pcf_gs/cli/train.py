@@ -34,8 +34,6 @@ def run(args: argparse.Namespace) -> int:
         trainer = []
         on_step = None
         if args.viewer:
-            import sys
-
             from pcf_gs.cli.args import exposure_warning
             from pcf_gs.viewer.live import LiveTrainingViewer
 

@@ -223,7 +223,10 @@ def test_feature_gradient_enters_densification_only(tiny_mr):
     root, _ = tiny_mr
     g0, geo0 = _one_step_statistic(root, 0.0)
     g1, geo1 = _one_step_statistic(root, 1.0)
-    assert bool((g1 >= 0).all()) and float(g1.sum()) > float(g0.sum()) > 0  # the feature losses ask for splits too
+    # the feature losses' gradient enters the statistic (|g_rgb + g_feat| per Gaussian: it can also cancel, so
+    # the entries change, in both directions, rather than all grow)
+    assert bool((g1 >= 0).all()) and float(g0.sum()) > 0
+    assert int((g1 != g0).sum()) > 0.2 * int((g0 > 0).sum())
     for k in geo0:  # but still move no geometry
         assert torch.equal(geo0[k], geo1[k]), k
 
