@@ -592,23 +592,27 @@ def _hashes(root: Path) -> dict[str, str]:
     return out
 
 
-def _viewer_export(out_dir: str, label: str) -> int:
-    """The viewer's export with an object whose class name is ``label``: the file must land in out_dir."""
+def viewer_scene_with_label(label: str, n: int = 10):
+    """A viewer scene of n Gaussians that are all object 1, of class ``label`` (class 0: "void")."""
     import numpy as np
 
     from pcf_gs.splats.ply import Splats
-    from pcf_gs.viewer.export import export_view
     from pcf_gs.viewer.target import ViewScene, objects_table
-    from pcf_gs.viewer.view_renderer import DisplayState
 
-    n = 10
     s = Splats(np.zeros((n, 3), np.float32), np.full((n, 3), -3, np.float32), np.tile([1, 0, 0, 0], (n, 1)).astype(np.float32),
                np.zeros(n, np.float32), np.zeros((n, 1, 3), np.float32), np.zeros((n, 0, 3), np.float32))
     ids = np.ones(n, np.int32)
-    scene = ViewScene(s, instance_ids=ids, semantic_ids=ids, class_names=["void", label],
-                      objects=objects_table(ids, ids, ["void", label]))
+    return ViewScene(s, instance_ids=ids, semantic_ids=ids, class_names=["void", label],
+                     objects=objects_table(ids, ids, ["void", label]))
+
+
+def _viewer_export(out_dir: str, label: str) -> int:
+    """The viewer's export with an object whose class name is ``label``: the file must land in out_dir."""
+    from pcf_gs.viewer.export import export_view
+    from pcf_gs.viewer.view_renderer import DisplayState
+
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    path = export_view(scene, DisplayState(), 1, out_dir)
+    path = export_view(viewer_scene_with_label(label), DisplayState(), 1, out_dir)
     if Path(out_dir).resolve() not in Path(path).resolve().parents:
         print(f"wrote outside the export folder: {path}", file=sys.stderr)
         return 3

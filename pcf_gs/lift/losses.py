@@ -21,10 +21,12 @@ import torch.nn.functional as F
 from pcf_gs.lift.pp_kernel import pairwise_pp_log_kernel, pp_log_kernel
 
 
-def _segment_means(x: torch.Tensor, labels: torch.Tensor, num: int) -> torch.Tensor:
-    """x [P, D], labels [P] in 0..num-1 -> per-label means [num, D] (0 where empty)."""
+def _segment_means(x: torch.Tensor, labels: torch.Tensor, num: int, cnt: torch.Tensor | None = None) -> torch.Tensor:
+    """x [P, D], labels [P] in 0..num-1 -> per-label means [num, D] (0 where empty); ``cnt``: the labels'
+    :func:`_counts`, when the caller has them already."""
     sums = torch.zeros(num, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, labels, x)
-    return sums / _counts(labels, num, x.dtype).clamp_min(1)[:, None]
+    cnt = _counts(labels, num, x.dtype) if cnt is None else cnt.to(x.dtype)
+    return sums / cnt.clamp_min(1)[:, None]
 
 
 def _counts(labels: torch.Tensor, num: int, dtype=torch.float32, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -116,9 +118,10 @@ def concentration_loss(
         return mu_f.sum() * 0.0
     inv, L = _label_slots(torch.cat([lab_f, lab_s]), num_labels)
     inv_f, inv_s = inv[: len(lab_f)], inv[len(lab_f) :]
-    c_mu = _segment_means(mu_s, inv_s, L)
-    in_s = _counts(inv_s, L) > 0
-    c_var = _segment_means(var_s, inv_s, L).masked_fill(~in_s[:, None], 1.0)  # empty slots: any var > 0
+    n_s = _counts(inv_s, L, mu_s.dtype)
+    in_s = n_s > 0
+    c_mu = _segment_means(mu_s, inv_s, L, n_s)
+    c_var = _segment_means(var_s, inv_s, L, n_s).masked_fill(~in_s[:, None], 1.0)  # empty slots: any var > 0
     keep = in_s[inv_f].to(mu_f.dtype)  # fast pixels whose label has a slow centroid
     k = torch.exp(pp_log_kernel(mu_f, var_f, c_mu[inv_f], c_var[inv_f]))
     if confidence_f is not None:
@@ -148,8 +151,8 @@ def view_centroids(
     inv, L = _label_slots(labels, num_labels)
     cnt = _counts(inv, L, mu.dtype)
     keep = cnt > min_pixels
-    c_var = _segment_means(var, inv, L).masked_fill(~keep[:, None], 1.0)
-    return _segment_means(mu, inv, L) * keep[:, None], c_var, keep
+    c_var = _segment_means(var, inv, L, cnt).masked_fill(~keep[:, None], 1.0)
+    return _segment_means(mu, inv, L, cnt) * keep[:, None], c_var, keep
 
 
 def cross_view_loss(

@@ -20,7 +20,7 @@ from pcf_gs.atomic import atomic_dir, write_json_atomic
 from pcf_gs.errors import UserError
 from pcf_gs.lift.pp_kernel import activate_var
 from pcf_gs.lift.model import ModelSpec
-from pcf_gs.splats.ply import Splats, write_ply
+from pcf_gs.splats.ply import LABEL_BASES, Splats, write_ply
 
 
 def params_to_splats(params, spec: ModelSpec, norm: Normalization) -> Splats:
@@ -131,7 +131,7 @@ def export_objects(
 
 
 def _label_keys(s: Splats) -> list[str]:
-    return [k for k in ("instance_id", "semantic_id", "inst_mu", "inst_var") if k in s.extra]
+    return [k for k in LABEL_BASES if k in s.extra]
 
 
 def _source_kind(source: Path) -> str:
@@ -176,8 +176,6 @@ def export_formats(source: Path, out: Path, formats, progress: bool = True) -> d
     written to a temporary copy of ``out`` that replaces it in one step at the end, so a failure or a
     kill leaves ``out`` as it was or with every file, never some. Returns a summary.
     """
-    from pcf_gs.atomic import write_json_atomic
-    from pcf_gs.progress import progress_bar
     from pcf_gs.splats.formats import parse_formats, read_splats, strip_ext
 
     source, out = Path(source), Path(out)

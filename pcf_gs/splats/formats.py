@@ -39,10 +39,9 @@ import numpy as np
 
 from pcf_gs.atomic import atomic_path
 from pcf_gs.errors import UserError
-from pcf_gs.splats.ply import Splats, check_plausible, check_ply_size, read_ply, write_ply
+from pcf_gs.splats.ply import LABEL_BASES as LABEL_KEYS, Splats, check_plausible, check_ply_size, read_ply, write_ply
 
 C0 = 0.28209479177387814
-LABEL_KEYS = ("instance_id", "semantic_id", "inst_mu", "inst_var")
 
 # Sign of each higher SH coefficient (3DGS order: degree 1 = y, z, x; degree 2 = xy, yz,
 # 3z²-r², xz, x²-y²; degree 3 = y(3x²-y²), xyz, y(4z²-x²-y²), z(2z²-3x²-3y²), x(4z²-x²-y²),

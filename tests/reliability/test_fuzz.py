@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,17 +53,10 @@ NASTY = ["../../escape", "..", ".", "/etc/passwd", "a/b/c", "a\\..\\..\\b", "nul
 
 @pytest.mark.parametrize("label", NASTY)
 def test_viewer_export_stays_in_its_folder(tmp_path, label):
-    from pcf_gs.splats.ply import Splats
     from pcf_gs.viewer.export import export_view
-    from pcf_gs.viewer.target import ViewScene, objects_table
     from pcf_gs.viewer.view_renderer import DisplayState
 
-    n = 4
-    s = Splats(np.zeros((n, 3), np.float32), np.full((n, 3), -3, np.float32), np.tile([1, 0, 0, 0], (n, 1)).astype(np.float32),
-               np.zeros(n, np.float32), np.zeros((n, 1, 3), np.float32), np.zeros((n, 0, 3), np.float32))
-    ids = np.ones(n, np.int32)
-    scene = ViewScene(s, instance_ids=ids, semantic_ids=ids, class_names=["void", label],
-                      objects=objects_table(ids, ids, ["void", label]))
+    scene = load_tool("fuzz_inputs").viewer_scene_with_label(label, n=4)
     out = tmp_path / "deep" / "exports"
     out.mkdir(parents=True)
     path = export_view(scene, DisplayState(), 1, out)

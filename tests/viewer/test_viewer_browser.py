@@ -35,15 +35,19 @@ def _objects_seen(img: np.ndarray, colors: dict) -> dict[int, int]:
     return dict(zip(ids.tolist(), cnt.tolist()))
 
 
-def test_click_select_isolate_in_chromium(viewer_run, tmp_path):
+def _browser_ready_colors(viewer_run) -> dict:
+    """Skip (or fail, in CI) without playwright or Chromium; the objects' colours {id: (r, g, b)}."""
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         _require(False, "playwright is not installed (pip install -e '.[test]')")
     _require(find_chromium() is not None, "no Chromium on PATH (apt-get install chromium)")
-
     rows = json.loads((viewer_run / "segment" / "objects.json").read_text())["objects"]
-    colors = {r["id"]: tuple(r["color"]) for r in rows}
+    return {r["id"]: tuple(r["color"]) for r in rows}
+
+
+def test_click_select_isolate_in_chromium(viewer_run, tmp_path):
+    colors = _browser_ready_colors(viewer_run)
     t0 = time.monotonic()
     proc, url = start_viewer(viewer_run, "--mode", "instance", log_path=tmp_path / "viewer.log")
     try:
@@ -85,14 +89,7 @@ def test_click_select_isolate_in_chromium(viewer_run, tmp_path):
 def test_browser_rendering_click_select_isolate_in_chromium(viewer_run, tmp_path):
     """`--render browser`: the splats are drawn by the page (WebGL), a click is picked on the server
     along the browser's click ray, and Isolate re-sends only the selected object's splats."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _require(False, "playwright is not installed (pip install -e '.[test]')")
-    _require(find_chromium() is not None, "no Chromium on PATH (apt-get install chromium)")
-
-    rows = json.loads((viewer_run / "segment" / "objects.json").read_text())["objects"]
-    colors = {r["id"]: tuple(r["color"]) for r in rows}
+    colors = _browser_ready_colors(viewer_run)
     t0 = time.monotonic()
     proc, url = start_viewer(viewer_run, "--mode", "instance", "--render", "browser", log_path=tmp_path / "viewer.log")
     try:
