@@ -121,6 +121,10 @@ class TrainConfig:
     """Appearance + semantics only until here."""
     cross_view_start: Annotated[int, Range(ge=0)] = 20000
     """The cross-view loss (Eq. 5) is on from here to the end."""
+    views_per_step: Annotated[int, Range(ge=1)] = 1
+    """View groups per step (a view; in the cross-view stage a neighbouring pair), over all processes: the loss is
+    their mean. With ``pcf-gs train --distributed`` on R processes each renders views_per_step / R of them (it
+    must divide evenly), and R processes give the run of one process (:mod:`pcf_gs.lift.distributed`)."""
     pixels_per_view: Annotated[int, Range(ge=1)] = 1024
     semantic_pixels: Annotated[int, Range(ge=0)] = 2048
     """Valid pixels per view drawn for the semantic loss. The feature render (semantics and embeddings) then

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, metavar="RUN", help="run directory (config.yaml, checkpoint.pt, metrics.jsonl)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where to train (default: cuda if available)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    p.add_argument("--distributed", action="store_true",
+                   help="one of N processes started by torchrun --nproc_per_node N -m pcf_gs train ... "
+                        "(gloo on CPUs, NCCL on GPUs); train.views_per_step is split among them")
     p.add_argument("--viewer", action="store_true",
                    help="show the scene live in the browser viewer while it trains (stays up afterwards until Ctrl-C)")
     add_server_args(p, "the live viewer")
@@ -30,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
     from pcf_gs.lift.trainer import TrainingDiverged, run_training
 
     live = None
+    if args.viewer and args.distributed:
+        print("pcf-gs train: --viewer does not go with --distributed (watch a checkpoint with pcf-gs view instead)",
+              file=sys.stderr)
+        return 2
     try:  # whatever happens, the live viewer's server threads are stopped (or the process would not exit)
         trainer = []
         on_step = None
@@ -49,13 +57,16 @@ def run(args: argparse.Namespace) -> int:
                 live.on_step(tr)
         try:
             res = run_training(Path(args.data), Path(args.out), args.config, flag_overrides(args),
-                               resume=args.resume, progress=not args.quiet, on_step=on_step)
+                               resume=args.resume, progress=not args.quiet, on_step=on_step,
+                               distributed=args.distributed)
         except KeyboardInterrupt:
             print(f"interrupted: checkpoint saved in {args.out}; continue with --resume", file=sys.stderr)
             return 130
         except TrainingDiverged as e:
             print(f"pcf-gs train: {e}", file=sys.stderr)
             return 1
+        if args.distributed and os.environ.get("RANK", "0") != "0":
+            return 0  # the first process reports for all
         Console().print(
             f"[green]trained[/green] {res['steps']} steps in {res['seconds']:.0f} s, {res['num_gaussians']} Gaussians -> {args.out}"
         )

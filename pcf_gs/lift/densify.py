@@ -37,6 +37,7 @@ from pcf_gs.errors import UserError
 @dataclass
 class PcfStrategy(DefaultStrategy):
     max_gaussians: int = 0  # 0 = no cap
+    dist: object = None  # a :class:`~pcf_gs.lift.distributed.Dist` over several processes: the statistic is summed over them
 
     def _grow_gs(self, params, optimizers, state, step):
         if self.max_gaussians and len(params["means"]) >= self.max_gaussians:
@@ -56,12 +57,28 @@ class PcfStrategy(DefaultStrategy):
                 state[key] = torch.zeros(n, device=g.device)
         sel = (info["radii"] > 0.0).all(dim=-1)  # [C, N] visible in camera c
         norms = torch.where(sel, (g * scale).norm(dim=-1), 0.0)
+        if self.dist is not None and self.dist.enabled:
+            self._update_state_reduced(state, info, sel, norms)
+            return
         for c in range(len(sel)):
             state["grad2d"] += norms[c]
             state["count"] += sel[c]
             if self.refine_scale2d_stop_iter > 0:
                 r = info["radii"][c].max(dim=-1).values / float(max(info["width"], info["height"]))
                 state["radii"] = torch.maximum(state["radii"], torch.where(sel[c], r, 0.0))
+
+    def _update_state_reduced(self, state, info, sel, norms) -> None:
+        """The same statistic with every process's cameras: this process's sums, summed (max for the radii)
+        over processes, so each makes the same decisions. Equal to one process's camera-by-camera sums up to
+        the order of float additions."""
+        grad2d, count = norms.sum(0), sel.sum(0).to(state["count"].dtype)
+        both = self.dist.sum_(torch.stack([grad2d.to(state["grad2d"].dtype), count]))
+        state["grad2d"] += both[0]
+        state["count"] += both[1]
+        if self.refine_scale2d_stop_iter > 0:
+            r = info["radii"].max(dim=-1).values / float(max(info["width"], info["height"]))
+            r = self.dist.max_(torch.where(sel, r, 0.0).amax(0))
+            state["radii"] = torch.maximum(state["radii"], r)
 
     def step_post_backward(self, params, optimizers, state, step, info, packed=False):
         super().step_post_backward(params, optimizers, state, step, info, packed=packed)
@@ -94,18 +111,22 @@ class Densifier:
             )
             self.state = self.strategy.initialize_state(scene_scale=scene_scale)
 
-    def pre_backward(self, params, optimizers: dict, step: int, meta: dict) -> None:
-        """Before ``backward``: keep the colour render's 2D-mean gradients (``meta`` of render_rgb)."""
-        self.strategy.step_pre_backward(params, optimizers, self.state, step, meta)
+    def pre_backward(self, params, optimizers: dict, step: int, metas: list[dict]) -> None:
+        """Before ``backward``: keep the colour renders' 2D-mean gradients (``metas``: render_rgb's meta of
+        each view group of the step)."""
+        for meta in metas:
+            self.strategy.step_pre_backward(params, optimizers, self.state, step, meta)
 
-    def post_backward(self, params, optimizers: dict, step: int, meta: dict, means_lr: float) -> None:
+    def post_backward(self, params, optimizers: dict, step: int, metas: list[dict], means_lr: float) -> None:
         """After ``backward``, before the optimiser step: grow, prune, reset (default) or relocate and
         add noise scaled by the current means learning rate ``means_lr`` (mcmc)."""
-        if self.mcmc:
-            self.strategy.step_post_backward(params, optimizers, self.state, step, meta, lr=means_lr)
-        else:
+        for meta in metas:
             self._add_feature_grad(meta)
-            self.strategy.step_post_backward(params, optimizers, self.state, step, meta, packed=False)
+        info = merge_metas(metas)
+        if self.mcmc:
+            self.strategy.step_post_backward(params, optimizers, self.state, step, info, lr=means_lr)
+        else:
+            self.strategy.step_post_backward(params, optimizers, self.state, step, info, packed=False)
 
     def _add_feature_grad(self, meta: dict) -> None:
         """Add ``feature_weight`` x the feature render's 2D-mean gradient [C, N, 2] to the colour render's, which
@@ -116,3 +137,26 @@ class Densifier:
         rgb = meta["means2d"]
         add = self.feature_weight * feat.grad.to(rgb.dtype)
         rgb.grad = add if rgb.grad is None else rgb.grad + add
+
+
+class _Grad:
+    """Stands in for a rendered tensor whose gradient is all the strategy reads."""
+
+    def __init__(self, grad):
+        self.grad = grad
+
+
+def merge_metas(metas: list[dict]) -> dict:
+    """One render meta for the strategy from the step's view groups' (each unpacked, [C_g, N, ...]): the cameras
+    concatenated. The step's loss is the mean over the groups of each group's mean over its C_g cameras, so a
+    camera's 2D-mean gradient carries 1 / (groups x C_g) = 1 / n_cameras of its own loss' gradient: gsplat's
+    scaling by ``n_cameras`` undoes it as for one batch (every group of a step has the same C_g)."""
+    if len(metas) == 1:
+        return metas[0]
+    grads = [m["means2d"].grad for m in metas]
+    return {
+        **metas[0],
+        "means2d": _Grad(None if any(g is None for g in grads) else torch.cat(grads)),
+        "radii": torch.cat([m["radii"] for m in metas]),
+        "n_cameras": sum(m["n_cameras"] for m in metas),
+    }

@@ -41,7 +41,9 @@ def fit(tr: Trainer) -> dict:
     """Train ``tr`` from ``tr.step`` to the end. Returns steps, num_gaussians, the last step's loss terms
     and the seconds taken. Raises KeyboardInterrupt (after saving) and TrainingDiverged (checkpoint kept)."""
     tc = tr.cfg.train
-    write_metrics = _metrics_log(tr.run_dir / METRICS_NAME, tr.step)
+    dist = tr.dist
+    # the first process writes the log; in a distributed run the others log nothing
+    write_metrics = _metrics_log(tr.run_dir / METRICS_NAME, tr.step) if dist.is_main else _no_log()
     nonfinite = 0
     t0 = time.time()
     last: dict[str, float] = {}
@@ -53,7 +55,12 @@ def fit(tr: Trainer) -> dict:
         try:
             with bar as show, write_metrics as write:
                 while tr.step < tc.iterations:
-                    if stop_requested():
+                    # processes stop together (a lone one would leave the others waiting in a collective); on
+                    # CUDA, where agreeing reads a device value, only on log steps
+                    if dist.enabled and not (tr.sync_free and tr.step % tc.log_every):
+                        if dist.any(stop_requested()):
+                            raise KeyboardInterrupt
+                    elif not dist.enabled and stop_requested():
                         raise KeyboardInterrupt
                     ts = time.time()
                     step = tr.step
@@ -70,6 +77,8 @@ def fit(tr: Trainer) -> dict:
                     step_times.append(time.time() - ts)
                     eta.check(tr.step, step_times)
                     if tr.step % tc.log_every == 0 or tr.step == tc.iterations:
+                        terms = dist.mean_terms(terms)
+                        last = terms
                         rec = _record(tr, terms, t0)
                         write(rec)
                         if tr.sync_free:
@@ -117,8 +126,9 @@ class _LongRunWarning:
 
 def _record(tr: Trainer, terms: dict, t0: float) -> dict:
     """The metrics line after a step: its loss terms (0-dim tensors, read here), #Gaussians, held-out PSNR
-    (dB), seconds since ``t0``; in sync-free mode also the non-finite steps skipped since the last line
-    (``nonfinite_steps``) and the current run of them (``nonfinite_run``), counted on the device."""
+    (dB; not computed by the processes that do not write), seconds since ``t0``; in sync-free mode also the
+    non-finite steps skipped since the last line (``nonfinite_steps``) and the current run of them
+    (``nonfinite_run``), counted on the device."""
     rec = {"step": tr.step, **{k: round(float(v), 6) for k, v in terms.items()}}
     if tr.sync_free:
         new, rec["nonfinite_run"] = int(tr.nonfinite_new), int(tr.nonfinite_run)
@@ -127,7 +137,8 @@ def _record(tr: Trainer, terms: dict, t0: float) -> dict:
             rec["nonfinite_steps"] = new
             log.warning("%d non-finite steps skipped before step %d", new, tr.step)
     rec["num_gaussians"] = len(tr.params["means"])
-    rec["psnr_heldout"] = round(tr.eval_psnr(), 4)
+    if tr.dist.is_main:
+        rec["psnr_heldout"] = round(tr.eval_psnr(), 4)
     rec["elapsed_s"] = round(time.time() - t0, 2)
     return rec
 
@@ -142,6 +153,11 @@ def _check_divergence(tr: Trainer, step: int, nonfinite: int) -> None:
             f"training diverged: non-finite loss for {nonfinite} consecutive steps at step {step}; "
             f"the last good checkpoint is {tr.run_dir / CHECKPOINT_NAME}"
         )
+
+
+@contextlib.contextmanager
+def _no_log() -> Iterator[Callable[[dict], None]]:
+    yield lambda rec: None
 
 
 @contextlib.contextmanager

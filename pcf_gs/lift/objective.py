@@ -41,14 +41,64 @@ class Stage:
 
 
 def step_losses(
-    params, spec: ModelSpec, cfg: Config, views: TrainViews, sampler: ViewSampler, step: int
-) -> tuple[dict[str, torch.Tensor], dict]:
-    """Loss terms of one step (scalars; ``total`` included, ``cross_mined`` a statistic) and the colour
-    render's meta (for densification; with ``feature_means2d``, the feature render's 2D means, when
-    ``train.densify_feature_grad`` is on). Draws the step's views and pixels from ``sampler``."""
-    tc, rc = cfg.train, cfg.render
+    params, spec: ModelSpec, cfg: Config, views: TrainViews, sampler: ViewSampler, step: int,
+    share: tuple[int, int] = (0, 1),
+) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """Loss terms of one step (scalars; ``total`` included, ``cross_mined`` a statistic) and, per rendered
+    view group, the colour render's meta (for densification; with ``feature_means2d``, the feature
+    render's 2D means, when ``train.densify_feature_grad`` is on).
+
+    The step has ``train.views_per_step`` = G view groups (a view; in the cross-view stage with one of its
+    neighbours) and its loss is the mean of the groups' losses. ``share`` = (rank, ranks): this process
+    computes groups rank·G/ranks ... (rank+1)·G/ranks − 1 (:mod:`pcf_gs.lift.distributed`). All G groups'
+    views and pixels are drawn from ``sampler`` whatever the share, so the random streams, and the run,
+    do not depend on the number of processes. The terms are means over the share's groups that have them.
+    """
     stage = Stage.at(step, cfg, spec, len(views))
+    G = cfg.train.views_per_step
+    draws = [_draw_group(cfg, views, sampler, stage, step) for _ in range(G)]
+    rank, ranks = share
+    per = G // ranks
+    results = [_group_losses(params, spec, cfg, views, stage, d) for d in draws[rank * per : (rank + 1) * per]]
+    if len(results) == 1:
+        return results[0][0], [results[0][1]]
+    terms: dict[str, torch.Tensor] = {}
+    for key in dict.fromkeys(k for r, _ in results for k in r):
+        vals = [r[key] for r, _ in results if key in r]
+        terms[key] = sum(vals[1:], vals[0]) / len(vals)  # "total": every group has it, the mean over groups
+    return terms, [m for _, m in results]
+
+
+@dataclass
+class _Draw:
+    """One view group's random draws: view ids, per view its instance pixels [n] and (sparse feature
+    render) its semantic pixels [n_sem], flat H*W indices."""
+
+    ids: list[int]
+    inst_pix: list[torch.Tensor]
+    sem_pix: list[torch.Tensor] | None
+    track: bool  # the dense feature render keeps its 2D means' gradient (``train.densify_feature_grad``)
+
+
+def _draw_group(cfg: Config, views: TrainViews, sampler: ViewSampler, stage: Stage, step: int) -> _Draw:
+    tc = cfg.train
     ids = sampler.step_views(stage.cross_view)
+    # the instance pixels are drawn first, view by view, whichever render follows (the same random stream)
+    n_inst = tc.pixels_per_view if stage.instance else 0
+    none = torch.zeros(0, dtype=torch.long, device=views.device)
+    inst_pix = [sampler.sample_pixels(i, n_inst) if n_inst else none for i in ids]
+    track = tc.densify_feature_grad > 0 and tc.densify and tc.densify_from <= step < tc.densify_until
+    # the sparse feature render composites only the sampled pixels; the dense one every pixel
+    sparse = tc.semantic_pixels > 0 and not track
+    sem_pix = [sampler.sample_valid(i, tc.semantic_pixels) for i in ids] if sparse else None
+    return _Draw(ids, inst_pix, sem_pix, track)
+
+
+def _group_losses(params, spec: ModelSpec, cfg: Config, views: TrainViews, stage: Stage, d: _Draw
+                  ) -> tuple[dict[str, torch.Tensor], dict]:
+    """The loss terms of one view group and its colour render's meta."""
+    tc, rc = cfg.train, cfg.render
+    ids, inst_pix = d.ids, d.inst_pix
     take = lambda x: views.take(x, ids)  # noqa: E731
     vm, Ks = take(views.viewmats), take(views.Ks)
     rgb, _, _, meta = render_rgb(params, vm, Ks, views.W, views.H, stage.sh_degree, backend=rc.backend, eps2d=rc.eps2d)
@@ -59,15 +109,10 @@ def step_losses(
     out["appearance"] = sum(
         losses.appearance_loss(rgb[c] * vm3[c], gt[c] * vm3[c], tc.ssim_lambda) for c in range(len(ids))
     ) / len(ids)
-    track = tc.densify_feature_grad > 0 and tc.densify and tc.densify_from <= step < tc.densify_until
-    # the instance pixels are drawn first, view by view, whichever render follows (the same random stream)
-    n_inst = tc.pixels_per_view if stage.instance else 0
-    none = torch.zeros(0, dtype=torch.long, device=views.device)
-    inst_pix = [sampler.sample_pixels(i, n_inst) if n_inst else none for i in ids]
     fr = dict(detach_geometry=tc.detach_geometry, backend=rc.backend, slow=stage.instance, eps2d=rc.eps2d)
-    if tc.semantic_pixels > 0 and not track:
+    if d.sem_pix is not None:
         # only the sampled pixels: semantic ones first, then the instance ones, camera by camera
-        sem_pix = [sampler.sample_valid(i, tc.semantic_pixels) for i in ids]
+        sem_pix = d.sem_pix
         HW = views.H * views.W
         flat = torch.cat([c * HW + p for c, p in enumerate(sem_pix)] + [c * HW + p for c, p in enumerate(inst_pix)])
         feats = render_features(params, spec, vm, Ks, views.W, views.H, pixels=flat, reuse=meta, **fr)
@@ -79,6 +124,7 @@ def step_losses(
         rows = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
         sampled = [(i, p, {k: feats[k][r] for k in _INSTANCE_KEYS if k in feats}) for i, p, r in zip(ids, inst_pix, rows)]
     else:
+        track = d.track
         feats = render_features(params, spec, vm, Ks, views.W, views.H, track_means2d=track, **fr)
         if track:
             meta = {**meta, "feature_means2d": feats["means2d"]}

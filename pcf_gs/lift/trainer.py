@@ -31,6 +31,7 @@ from pcf_gs.errors import UserError
 from pcf_gs.lift.batches import TrainViews, ViewSampler
 from pcf_gs.lift.checkpoint import CHECKPOINT_NAME, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from pcf_gs.lift.densify import Densifier
+from pcf_gs.lift.distributed import Dist
 from pcf_gs.lift.fit import TrainingDiverged, fit
 from pcf_gs.lift.model import ModelSpec, ema_update_slow, init_params, render_rgb
 from pcf_gs.lift import losses
@@ -67,11 +68,17 @@ class Trainer:
     """The state of one run: model ``params`` (after :meth:`init_model` or :meth:`load_state_dict`),
     ``optimizers``, ``densifier``, the training ``views`` and their ``sampler``, and ``step``.
 
-    ``on_step(trainer)``, if set, runs after every step (pcf-gs train --viewer).
+    ``on_step(trainer)``, if set, runs after every step (pcf-gs train --viewer). ``dist``: this process's
+    place among several (:mod:`pcf_gs.lift.distributed`; default one process).
     """
 
-    def __init__(self, scene: Scene, cfg: Config, run_dir: Path, device: torch.device, progress: bool = True):
+    def __init__(self, scene: Scene, cfg: Config, run_dir: Path, device: torch.device, progress: bool = True,
+                 dist: Dist | None = None):
         self.scene, self.cfg, self.run_dir, self.device, self.progress = scene, cfg, Path(run_dir), device, progress
+        self.dist = dist or Dist()
+        if cfg.train.views_per_step % self.dist.world:
+            raise UserError(f"train.views_per_step={cfg.train.views_per_step} does not divide among {self.dist.world} "
+                            "processes; set it to a multiple (--set train.views_per_step=N)")
         self.views = TrainViews(scene, device, cfg.train.cross_view_neighbours)
         self.W, self.H = self.views.W, self.views.H
         self.scene_scale = self.views.scene_scale
@@ -88,6 +95,8 @@ class Trainer:
         self.params = None
         self.optimizers: dict = {}
         self.densifier = Densifier(cfg.train, device, self.scene_scale)
+        if hasattr(self.densifier.strategy, "dist"):
+            self.densifier.strategy.dist = self.dist
         self.on_step = None
         # CUDA: a step reads nothing back from the device (see train_step); the CPU keeps the plain checks
         self.sync_free = device.type == "cuda"
@@ -131,26 +140,32 @@ class Trainer:
         for o in self.optimizers.values():
             o.zero_grad(set_to_none=True)
         self.optimizers["means"].param_groups[0]["lr"] = self._means_lr(step)
-        terms, meta = step_losses(self.params, self.spec, self.cfg, self.views, self.sampler, step)
-        self.densifier.pre_backward(self.params, self.optimizers, step, meta)
+        dist = self.dist
+        terms, metas = step_losses(self.params, self.spec, self.cfg, self.views, self.sampler, step,
+                                   share=(dist.rank, dist.world))
+        self.densifier.pre_backward(self.params, self.optimizers, step, metas)
         total = terms["total"]
         bad = ~torch.isfinite(total)
-        if not self.sync_free and bool(bad):
+        if self.sync_free:
+            bad = dist.any_tensor(bad)  # every process skips the step if any saw a non-finite loss
+        elif dist.any(bool(bad)):
             return {"nonfinite": torch.ones(()), **{k: v.detach() for k, v in terms.items()}}
         total.backward()
+        dist.average_gradients(self.params)
         if self.sync_free:
-            self._guard_nonfinite(bad, meta)
-        self.densifier.post_backward(self.params, self.optimizers, step, meta, self._means_lr(step))
+            self._guard_nonfinite(bad, metas)
+        self.densifier.post_backward(self.params, self.optimizers, step, metas, self._means_lr(step))
         for o in self.optimizers.values():
             o.step()
         if step >= self.cfg.train.warmup_iterations:
             ema_update_slow(self.params, self.cfg.train.ema_momentum)
         return {k: v.detach() for k, v in terms.items()}
 
-    def _guard_nonfinite(self, bad: torch.Tensor, meta: dict) -> None:
+    def _guard_nonfinite(self, bad: torch.Tensor, metas: list[dict]) -> None:
         """Sync-free mode: zero every gradient of a non-finite step (the densification statistic reads the
         2D means' one), tell the fused Adam to skip it, count it."""
-        for t in [*self.params.values(), meta.get("means2d"), meta.get("feature_means2d")]:
+        rendered = [m.get(k) for m in metas for k in ("means2d", "feature_means2d")]
+        for t in [*self.params.values(), *rendered]:
             if t is not None and t.grad is not None:
                 t.grad = torch.where(bad, 0.0, t.grad)
         flag = bad.float()
@@ -217,7 +232,9 @@ class Trainer:
         self.sampler.order = list(ck["order"])
 
     def save(self) -> None:
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.state_dict())
+        """Write RUN/checkpoint.pt atomically (the first process only: every process holds the same state)."""
+        if self.dist.is_main:
+            save_checkpoint(self.run_dir / CHECKPOINT_NAME, self.state_dict())
 
 
 DEVICE_PRESETS = {"cpu": "cpu_fast", "cuda": "default"}
@@ -270,6 +287,7 @@ def run_training(
     resume: bool = False,
     progress: bool = True,
     on_step=None,
+    distributed: bool = False,
 ) -> dict:
     """`pcf-gs train`: load data, train (or resume), write RUN/{config.yaml, checkpoint.pt, metrics.jsonl}.
 
@@ -279,26 +297,57 @@ def run_training(
     checkpoint (config.yaml written, no checkpoint.pt) starts over from its saved config.
     ``on_step(trainer)``, if given, runs after every step (the live viewer).
     The run folder is locked (:func:`run_lock`) while training.
+
+    ``distributed``: this is one of the processes that ``torchrun`` started (:mod:`pcf_gs.lift.distributed`);
+    the first one holds the lock, writes and shows progress, all of them train. A setup error on any
+    process (bad data, no checkpoint, a locked folder) stops all of them before the first step.
     """
     run_dir = Path(run_dir)
     if resume and not run_dir.is_dir():
         load_checkpoint(run_dir / CHECKPOINT_NAME)  # the usual "no checkpoint here", without creating RUN/
-    with run_lock(run_dir):
-        try:
-            return _run_training(data, run_dir, preset, overrides, resume, progress, on_step)
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # the run folder cannot take more
-                raise UserError(f"cannot write to the run folder ({e.strerror}); the last good checkpoint, "
-                                "if any, is kept", run_dir) from None
-            raise
+    dist = Dist.from_env(_device_setting(overrides)) if distributed else Dist()
+    if not dist.is_main:
+        progress = False
+        log.setLevel(logging.ERROR)  # the first process speaks for all
+    try:
+        with contextlib.ExitStack() as stack:
+            err = None
+            try:
+                if dist.is_main:
+                    stack.enter_context(run_lock(run_dir))
+                tr = _setup(data, run_dir, preset, overrides, resume, progress, dist)
+            except Exception as e:  # noqa: BLE001 - raised below, on every process alike
+                err = e
+            if dist.any(err is not None):
+                if err is None:
+                    raise UserError(f"rank {dist.rank}: another process failed to start (its message says why)")
+                raise err
+            tr.on_step = on_step
+            return tr.fit()
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # the run folder cannot take more
+            raise UserError(f"cannot write to the run folder ({e.strerror}); the last good checkpoint, "
+                            "if any, is kept", run_dir) from None
+        raise
+    finally:
+        dist.close()
 
 
-def _run_training(data, run_dir: Path, preset, overrides, resume: bool, progress: bool, on_step) -> dict:
+def _device_setting(overrides: list[str] | None) -> str:
+    """The ``device`` the overrides ask for ("auto" without one), before the run's config is resolved."""
+    from pcf_gs.config import load_config
+
+    return load_config(None, overrides).device
+
+
+def _setup(data, run_dir: Path, preset, overrides, resume: bool, progress: bool, dist: Dist) -> Trainer:
+    """The run's config, scene and trainer (from the checkpoint with ``resume``); only the first process writes."""
     from pcf_gs.config import apply_overrides, load_config
     from pcf_gs.data import load_scene
 
     ck_path = run_dir / CHECKPOINT_NAME
-    remove_stale_temporaries(run_dir)  # a killed writer's: safe, the lock says no one else writes here
+    if dist.is_main:
+        remove_stale_temporaries(run_dir)  # a killed writer's: safe, the lock says no one else writes here
     ck = None
     if resume and not ck_path.exists() and (run_dir / "config.yaml").is_file():
         # killed before the first checkpoint: nothing trained yet, so start over with the run's config
@@ -321,13 +370,15 @@ def _run_training(data, run_dir: Path, preset, overrides, resume: bool, progress
     np.random.seed(cfg.seed % 2**32)
     random.seed(cfg.seed)
     device = resolve_device(cfg.device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
     scene = load_scene(data, cfg.data, progress=progress)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    tr = Trainer(scene, cfg, run_dir, device, progress=progress)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    tr = Trainer(scene, cfg, run_dir, device, progress=progress, dist=dist)
     if ck is not None:
         tr.load_state_dict(ck)
     else:
         tr.init_model()
-    tr.on_step = on_step
-    return tr.fit()
+    return tr
