@@ -1,8 +1,9 @@
-"""The loss of one training step, stage by stage.
+"""The loss of one training step, stage by stage: the mean over the step's ``train.views_per_step``
+view groups g (a view; from ``cross_view_start`` a neighbouring pair) of
 
-  L = L_app + w_sem L_sem
-      + [step >= warmup]        (w_con L_contra + w_conc L_concen + w_reg L_reg)
-      + [step >= cross_start]   w_cross L_cross
+  L_g = L_app + w_sem L_sem
+        + [step >= warmup]        (w_con L_contra + w_conc L_concen + w_reg L_reg)
+        + [step >= cross_start]   w_cross L_cross
 
 with the terms of :mod:`pcf_gs.lift.losses` (PCF-Lift Eqs. 2-6). Terms are
 added in this order (float sums are not associative, and CPU runs are
