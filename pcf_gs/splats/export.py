@@ -88,6 +88,10 @@ def export_objects(
 ) -> list[dict]:
     """Write OUT/scene_labeled.ply, OUT/objects/<id>_<class>.ply, OUT/stuff/<class>.ply, OUT/objects.json.
 
+    File names are the labels made safe (:func:`_safe`); a stuff class whose safe name another already took
+    (ignoring case) gets its class id appended. objects.json lists the objects (``objects``) and the stuff
+    files (``stuff``: class, semantic_id, num_gaussians, file).
+
     instance_ids [N] (0 = stuff / none), semantic_ids [N]. Gaussians whose
     opacity is below ``min_opacity`` are left out of the per-object files
     (they are invisible anyway). Returns the objects table.
@@ -117,13 +121,19 @@ def export_objects(
             "color": (colors or {}).get(i, palette[i].tolist()),
             "file": f"objects/{i}_{_safe(name)}.ply",
         })
+    stuff, taken = [], set()
     for c, name in enumerate(class_names):
         if is_thing[c]:
             continue
         m = (semantic_ids == c) & (instance_ids == 0) & vis
         if m.any():
-            write_ply(out / "stuff" / f"{_safe(name)}.ply", splats.subset(m), extra=False)
-    write_json_atomic(out / "objects.json", {"objects": table})
+            stem = _safe(name)
+            if stem.lower() in taken:  # "a/b" and "a_b", or "Wall" and "wall" on a case-blind disk
+                stem = f"{stem}_{c}"
+            taken.add(stem.lower())
+            write_ply(out / "stuff" / f"{stem}.ply", splats.subset(m), extra=False)
+            stuff.append({"class": name, "semantic_id": c, "num_gaussians": int(m.sum()), "file": f"stuff/{stem}.ply"})
+    write_json_atomic(out / "objects.json", {"objects": table, "stuff": stuff})
     return table
 
 
@@ -265,7 +275,8 @@ def _write_exports(items, fmts, kind: str, out: Path, written: dict, exports: di
             exports[f.name] = info
     if kind == "segment":
         first = fmts[0]
-        for o in table["objects"]:
+        stuff = [x for x in table.get("stuff") or [] if isinstance(x, dict) and isinstance(x.get("file"), str)]
+        for o in table["objects"] + stuff:
             files = o.get("files") if isinstance(o.get("files"), dict) else {}
             rel = files.get("ply", o["file"])
             stem = str(Path(rel).parent / strip_ext(Path(rel).name))

@@ -74,6 +74,36 @@ def test_safe_names_are_distinct_and_bounded():
     assert a != b and len(a) == len(b) == 64
 
 
+def test_segment_export_names_stay_inside_and_distinct(tmp_path):
+    """Class names with separators, ``..`` and names that collide once made safe (or differ only in case): every
+    file lands in objects/ or stuff/, none overwrites another, objects.json lists them all."""
+    import json
+
+    import numpy as np
+
+    from pcf_gs.splats.export import export_objects
+    from pcf_gs.splats.ply import Splats
+
+    names = ["../../evil", "a/b", "a_b", "Wall", "wall", "..", "x/../../y"]
+    thing = np.array([True, False, False, False, False, False, True])
+    n = 14
+    rng = np.random.default_rng(0)
+    splats = Splats(rng.normal(size=(n, 3)).astype(np.float32), np.full((n, 3), -3, np.float32),
+                    np.tile(np.float32([1, 0, 0, 0]), (n, 1)), np.ones(n, np.float32),
+                    np.zeros((n, 1, 3), np.float32), np.zeros((n, 0, 3), np.float32), {})
+    sem = np.repeat(np.arange(7), 2)
+    inst = np.where(thing[sem], sem + 1, 0)
+    out = tmp_path / "deep" / "seg"
+    export_objects(out, splats, inst, sem, names, thing)
+    files = sorted(p.relative_to(out).as_posix() for p in tmp_path.rglob("*.ply"))
+    assert all(f == "scene_labeled.ply" or f.startswith(("objects/", "stuff/")) and f.count("/") == 1 for f in files)
+    meta = json.loads((out / "objects.json").read_text())
+    listed = sorted([o["file"] for o in meta["objects"]] + [s["file"] for s in meta["stuff"]])
+    assert listed == sorted(f for f in files if f != "scene_labeled.ply")
+    assert len({f.lower() for f in listed}) == len(listed) == 7  # none overwrote another, even ignoring case
+    assert [s["class"] for s in meta["stuff"]] == ["a/b", "a_b", "Wall", "wall", ".."]
+
+
 @pytest.mark.parametrize("host,exposed", [("127.0.0.1", False), ("localhost", False), ("::1", False), ("127.0.1.1", False),
                                           ("0.0.0.0", True), ("::", True), ("192.168.1.5", True), ("myhost", True)])
 def test_exposure_warning(host, exposed):
