@@ -118,12 +118,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("victim", [1, 0])
-def test_a_killed_process_stops_the_others(tiny_mr, tmp_path, victim):
-    """Two processes started as torchrun would (its environment variables); one is killed with SIGKILL mid-run:
-    the other exits within a minute with one line naming the lost contact, not a hang."""
-    root, _ = tiny_mr
-    out = tmp_path / "run"
+def _start_two(root, out) -> list[subprocess.Popen]:
+    """Two training processes started as torchrun would (its environment variables), once both train."""
     port = _free_port()
     procs = []
     for rank in range(2):
@@ -132,12 +128,24 @@ def test_a_killed_process_stops_the_others(tiny_mr, tmp_path, victim):
         cmd = [sys.executable, "-m", "pcf_gs", "-q", "train", str(root), "--out", str(out), "--distributed", *FAST,
                "--set", "train.iterations=100000", "--set", "train.views_per_step=2"]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    deadline = time.time() + 180
+    metrics = out / "metrics.jsonl"
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2):  # training, in lockstep
+        if time.time() > deadline or any(p.poll() is not None for p in procs):
+            for p in procs:
+                p.kill()
+            raise AssertionError([p.communicate() for p in procs])
+        time.sleep(0.2)
+    return procs
+
+
+@pytest.mark.parametrize("victim", [1, 0])
+def test_a_killed_process_stops_the_others(tiny_mr, tmp_path, victim):
+    """One of two processes is killed with SIGKILL mid-run: the other exits within a minute with one line naming
+    the lost contact, not a hang."""
+    root, _ = tiny_mr
+    procs = _start_two(root, tmp_path / "run")
     try:
-        deadline = time.time() + 180
-        metrics = out / "metrics.jsonl"
-        while not (metrics.exists() and metrics.read_text().count("\n") >= 2):  # training, in lockstep
-            assert time.time() < deadline and all(p.poll() is None for p in procs), procs[0].communicate()
-            time.sleep(0.2)
         procs[victim].send_signal(signal.SIGKILL)
         other = procs[1 - victim]
         _, err = other.communicate(timeout=60)
@@ -145,6 +153,25 @@ def test_a_killed_process_stops_the_others(tiny_mr, tmp_path, victim):
         lines = [x for x in err.splitlines() if x.strip()]
         assert len(lines) == 1 and "lost contact with the other ranks" in lines[0], err[-2000:]
         assert "Traceback" not in err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_ctrl_c_stops_every_process_after_the_same_step(tiny_mr, tmp_path):
+    """SIGINT to both processes (a terminal's Ctrl-C): they agree on the step, stop, and the first saves it."""
+    root, _ = tiny_mr
+    out = tmp_path / "run"
+    procs = _start_two(root, out)
+    try:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        codes = [p.wait(timeout=60) for p in procs]
+        assert codes == [130, 130], [p.communicate() for p in procs]
+        ck = load_checkpoint(out)
+        assert ck["step"] > 0
     finally:
         for p in procs:
             if p.poll() is None:
