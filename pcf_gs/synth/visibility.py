@@ -82,3 +82,65 @@ def scene_visibility(scene_dir: str | Path, test_fraction: float = 0.2, min_view
     if meta.exists():
         n = max(n, int(json.loads(meta.read_text())["metadata"].get("num_instances", n)))
     return visibility_stats(pixel_counts(maps, n), test_fraction, min_views, small)
+
+
+def view_coverage(depth: np.ndarray, K: np.ndarray, c2w: np.ndarray, n_train: int, instance: np.ndarray | None = None,
+                  max_ratio: float = 2.0, rel_tol: float = 0.02) -> dict:
+    """How much of what the test views show the training views saw, at a usable resolution.
+
+    depth [F,H,W] z-depth (metres) of every frame, K [3,3] pixel intrinsics, c2w [F,4,4] OpenCV
+    camera-to-world, frames ``n_train..F-1`` are the test views; ``instance`` [F,H,W] GT ids
+    (0 = room) to report object pixels separately. A test pixel's surface point counts as seen by
+    a training view if it projects inside that view, its depth there agrees with the view's depth
+    map (within ``rel_tol`` x depth + 2 cm: not occluded) and that view is at most ``max_ratio``
+    times farther from it than the test view (so it was seen with at least half the resolution).
+
+    Returns fractions of test pixels seen by >= 1 and >= 2 training views:
+    {"seen1", "seen2", "object_seen1", "object_seen2"} (object ones None without ``instance``
+    or object pixels).
+    """
+    F, H, W = depth.shape
+    j, i = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)
+    w2c = np.linalg.inv(c2w)
+    seen, obj = [], []
+    for k in range(n_train, F):
+        z0 = depth[k].reshape(-1).astype(np.float64)
+        cam = np.stack([(j.ravel() - K[0, 2]) / K[0, 0] * z0, (i.ravel() - K[1, 2]) / K[1, 1] * z0, z0], 1)
+        P = cam @ c2w[k, :3, :3].T + c2w[k, :3, 3]  # [H*W,3] world points of the test view
+        n = np.zeros(len(P), np.int64)
+        for t in range(n_train):
+            Q = P @ w2c[t, :3, :3].T + w2c[t, :3, 3]
+            z = Q[:, 2]
+            zs = np.maximum(z, 1e-6)
+            u = Q[:, 0] / zs * K[0, 0] + K[0, 2]
+            v = Q[:, 1] / zs * K[1, 1] + K[1, 2]
+            ok = (z > 0.05) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+            d = depth[t][np.clip(v.astype(np.int64), 0, H - 1), np.clip(u.astype(np.int64), 0, W - 1)]
+            n += ok & (np.abs(d - z) < rel_tol * z + 0.02) & (z < max_ratio * z0)
+        seen.append(n)
+        if instance is not None:
+            obj.append(instance[k].reshape(-1) > 0)
+    n = np.concatenate(seen) if seen else np.zeros(0, np.int64)
+    out = {"seen1": float((n >= 1).mean()) if len(n) else None, "seen2": float((n >= 2).mean()) if len(n) else None,
+           "object_seen1": None, "object_seen2": None}
+    if obj:
+        m = np.concatenate(obj)
+        if m.any():
+            out["object_seen1"], out["object_seen2"] = float((n[m] >= 1).mean()), float((n[m] >= 2).mean())
+    return {k: (None if v is None else round(v, 3)) for k, v in out.items()}
+
+
+def scene_view_coverage(scene_dir: str | Path, test_fraction: float = 0.2) -> dict:
+    """:func:`view_coverage` of a scene folder written by ``pcf-gs synth`` (needs its depth PNGs and
+    ``pcf_gs_scene.json``)."""
+    import cv2
+
+    d = Path(scene_dir)
+    cams = json.loads((d / "pcf_gs_scene.json").read_text())["cameras"]
+    c2w = np.asarray(cams["c2w"], np.float64)
+    F = len(c2w)
+    depth = np.stack([cv2.imread(str(d / "depth" / f"{i}.png"), cv2.IMREAD_UNCHANGED).astype(np.float64) / 1000.0
+                      for i in range(F)])
+    inst = np.stack([np.load(d / "instance" / f"{i}.npy") for i in range(F)])
+    n_train = int(F * (1.0 - test_fraction)) if F > 1 else F
+    return view_coverage(depth, np.asarray(cams["K"], np.float64), c2w, n_train, inst)

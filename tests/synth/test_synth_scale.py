@@ -12,7 +12,7 @@ from pcf_gs.errors import UserError
 from pcf_gs.synth import SynthOptions, generate_scene
 from pcf_gs.synth import generator as gen
 from pcf_gs.synth import layout
-from pcf_gs.synth.visibility import pixel_counts, scene_visibility, visibility_stats
+from pcf_gs.synth.visibility import pixel_counts, scene_visibility, view_coverage, visibility_stats
 
 
 def _overlapping_pairs(sc: layout.Scene) -> list[tuple[int, int]]:
@@ -83,3 +83,22 @@ def test_unplaceable_objects_are_a_user_error(monkeypatch):
     monkeypatch.setattr(layout, "_fits", lambda *a: False)
     with pytest.raises(UserError, match="could not place object 1 of 3"):
         gen.build(SynthOptions(objects=3, frames=1, width=8, height=8))
+
+
+def test_view_coverage_by_hand():
+    # a wall 2 m in front of the cameras; frame 0 trains, frame 1 tests
+    K = np.array([[8.0, 0, 4], [0, 8.0, 4], [0, 0, 1]])
+    depth = np.full((2, 8, 8), 2.0)
+    inst = np.zeros((2, 8, 8), np.int16)
+    inst[1, :2] = 1
+    same = np.stack([np.eye(4)] * 2)
+    assert view_coverage(depth, K, same, 1, inst) == {"seen1": 1.0, "seen2": 0.0, "object_seen1": 1.0, "object_seen2": 0.0}
+    back = same.copy()
+    back[0, :3, :3] = np.diag([-1.0, 1.0, -1.0])  # the training camera looks the other way
+    assert view_coverage(depth, K, back, 1)["seen1"] == 0.0
+    far = same.copy()
+    far[0, 2, 3] = -5.0  # 7 m from the wall against the test view's 2 m: under half the resolution
+    depth_far = depth.copy()
+    depth_far[0] = 7.0
+    assert view_coverage(depth_far, K, far, 1)["seen1"] == 0.0
+    assert view_coverage(depth_far, K, far, 1, max_ratio=4.0)["seen1"] > 0.0
