@@ -28,6 +28,8 @@ preset's for every scene; nothing is tuned per scene.
     python tools/bench_quality.py --quick                  # one scene, half the steps: ~8 min on 2 cores
     python tools/bench_quality.py --out /work/bq --objects 25 --windows 9 --seeds 1 2 3   # targets first
     python tools/bench_quality.py --out /work/bq --jobs 2  # the full grid (many hours), resumable
+    python tools/bench_quality.py --out /work/bq500 --objects 500 --windows 9 --seeds 1 --stress-windows \
+        --trainings full --threads 1                        # one 500-object cell, (f) only: ~30 min
 
 Every training and every evaluated cell is kept under ``--out``; a rerun skips
 what is done, so the grid can be run in pieces (``--objects 25 --windows 9``).
