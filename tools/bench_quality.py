@@ -28,6 +28,8 @@ preset's for every scene; nothing is tuned per scene.
     python tools/bench_quality.py --quick                  # one scene, half the steps: ~8 min on 2 cores
     python tools/bench_quality.py --out /work/bq --objects 25 --windows 9 --seeds 1 2 3   # targets first
     python tools/bench_quality.py --out /work/bq --jobs 2  # the full grid (many hours), resumable
+    python tools/bench_quality.py --out /work/bq500 --objects 500 --windows 9 --seeds 1 --stress-windows \
+        --trainings full --threads 1                        # one 500-object cell, (f) only: ~30 min
 
 Every training and every evaluated cell is kept under ``--out``; a rerun skips
 what is done, so the grid can be run in pieces (``--objects 25 --windows 9``).
@@ -67,7 +69,10 @@ TRAININGS = {
     "full": [],
 }
 # HDBSCAN sees this many sampled pixel embeddings (the preset's cpu_fast value, 5000, would starve the
-# smaller of 100 objects below min_cluster_size; the baseline gets the default's 20000)
+# smaller of 100 objects below min_cluster_size; the baseline gets the default's 20000, and from 100 objects
+# on HDBSCAN_SAMPLES_PER_OBJECT per object: at 500 objects 20000 would leave the average object ~40 samples,
+# under min_cluster_size 50)
+HDBSCAN_SAMPLES_PER_OBJECT = 200
 SEGMENT_SETS = {"hdbscan": ["segment.hdbscan_samples=20000"], "mvoa": [],
                 "mvoa_plain": ["segment.score_threshold=0", "segment.min_views=1", "segment.refine_rounds=0"]}
 CLUSTERINGS = {"det": ("mvoa", "hdbscan"), "prob": ("mvoa", "hdbscan"), "full": ("mvoa", "hdbscan", "mvoa_plain")}
@@ -169,6 +174,14 @@ def segment_defaults() -> list[str]:
     return [f"segment.{k}={v}" for k, v in dataclasses.asdict(SegmentConfig()).items() if k != "clustering"]
 
 
+def segment_sets(clustering: str, n_objects: int) -> list[str]:
+    """The bench's segment overrides for ``clustering`` on a scene of ``n_objects`` objects."""
+    sets = list(SEGMENT_SETS[clustering])
+    if clustering == "hdbscan" and n_objects * HDBSCAN_SAMPLES_PER_OBJECT > 20000:
+        sets.append(f"segment.hdbscan_samples={n_objects * HDBSCAN_SAMPLES_PER_OBJECT}")
+    return sets
+
+
 def measure(run_dir: Path, scene_dir: Path, cell: Path, kind: str) -> None:
     """(child process) segment with MVOA and HDBSCAN, evaluate, and measure boundary uncertainty."""
     from pcf_gs.data import load_scene
@@ -182,11 +195,12 @@ def measure(run_dir: Path, scene_dir: Path, cell: Path, kind: str) -> None:
     res: dict = {"psnr": round(split_psnr(run, scene), 2)}
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     res["num_gaussians"] = [r for r in recs if "num_gaussians" in r][-1]["num_gaussians"]
+    n_objects = int(json.loads((scene_dir / "metadata.json").read_text())["metadata"].get("num_instances", 0))
     for clustering in CLUSTERINGS[kind]:
         seg = cell / f"segment_{clustering}"
         t = time.time()
         info = run_segment(run_dir, seg, clustering=clustering.split("_")[0], gaussian_labels="direct",
-                           overrides=segment_defaults() + SEGMENT_SETS[clustering], progress=False)
+                           overrides=segment_defaults() + segment_sets(clustering, n_objects), progress=False)
         m = evaluate_predictions(scene, seg)
         res[clustering] = {k: round(m[k], 2) for k in ("pq", "pq_things", "sq", "rq", "miou")}
         res[clustering].update(prototypes=info["prototypes"], segment_wall_s=round(time.time() - t, 1))

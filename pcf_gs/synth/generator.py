@@ -40,6 +40,7 @@ from pcf_gs.synth import noise as noise_mod
 from pcf_gs.synth import cameras as camera_mod
 from pcf_gs.synth import layout
 from pcf_gs.synth.shading import render_view
+from pcf_gs.synth.visibility import pixel_counts, visibility_stats
 
 GENERATOR_VERSION = 1
 
@@ -262,6 +263,7 @@ def generate_scene(out_dir: str | os.PathLike, options: SynthOptions | None = No
     n_pts = [o.points // o.frames + (1 if i < o.points % o.frames else 0) for i in range(o.frames)]
     pts, cols, pinst = [], [], []
     visible = []
+    counts = []  # [N+1] GT pixels per id, per frame (visibility statistics)
     stats_all = {"dropped": 0, "merged": 0, "split": 0, "flipped": 0, "boundary_changed_pixels": 0}
     with atomic_dir(out, overwrite=True) as tmp:
         for d in ("color", "detic_semantic", "detic_instance", "detic_probabilities", "semantic", "instance"):
@@ -306,6 +308,7 @@ def generate_scene(out_dir: str | os.PathLike, options: SynthOptions | None = No
                     cols.append(v["rgb"].reshape(-1, 3)[idx])
                     pinst.append(v["instance"].reshape(-1)[idx].astype(np.int32))
                 visible.append(len(np.unique(v["instance"])) - (1 if (v["instance"] == 0).any() else 0))
+                counts.append(pixel_counts([v["instance"]], o.objects)[0])
                 st = pred["stats"]
                 for k in ("dropped", "merged", "split", "flipped"):
                     stats_all[k] += len(st[k])
@@ -363,6 +366,8 @@ def generate_scene(out_dir: str | os.PathLike, options: SynthOptions | None = No
         "seed": o.seed,
         "camera_path": o.camera_path,
         "mean_visible_objects": float(np.mean(visible)) if visible else 0.0,
+        "visibility": visibility_stats(np.stack(counts)),
+        "placement": sc.placement_stats,
         "points": int(sum(len(p) for p in pts)),
         "noise": stats_all,
         "seconds": round(time.perf_counter() - t0, 2),

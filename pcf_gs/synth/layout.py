@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pcf_gs.errors import UserError
 from pcf_gs.geometry import axis_angle_to_rotmat, random_rotation, rotmat_to_quat
 from pcf_gs.synth import raycast
 from pcf_gs.synth.appearance import Light, Material, Texture, kelvin_to_rgb, random_color, random_texture
@@ -113,6 +114,8 @@ class Scene:
     lights: list[Light]
     ambient: np.ndarray  # [3] linear RGB
     shadows: bool = True  # cast shadows with shadow rays
+    # how placement went: {"shrunk": objects made smaller to fit, "fallback": placed anywhere on the floor}
+    placement_stats: dict = field(default_factory=dict)
     prims: Primitives = field(init=False)
 
     def __post_init__(self) -> None:
@@ -226,10 +229,11 @@ def build_scene(
     radii = np.zeros(num_objects)
     probs = np.asarray(placement_probs, np.float64)
     probs = probs / probs.sum()
+    shrunk = fallback = 0
     for i in range(num_objects):
         shape = str(rng_layout.choice(shapes))
         sz = math.exp(rng_layout.uniform(math.log(lo_s), math.log(hi_s)))
-        scale = _shape_scale(shape, sz, rng_layout)
+        scale = scale0 = _shape_scale(shape, sz, rng_layout)
         mode = "floor" if not objects else str(rng_layout.choice(PLACEMENTS, p=probs))
         placed = None
         for attempt in range(80):
@@ -246,6 +250,7 @@ def build_scene(
                 placed = obj
                 break
         if placed is None:  # free spot anywhere in the room's ring (always exists for sane inputs)
+            fallback += 1
             for _ in range(200):
                 R = _floor_rotation(shape, rng_layout)
                 xy = rng_layout.uniform(-region - ring * 0.5, region + ring * 0.5)
@@ -256,7 +261,9 @@ def build_scene(
                     placed = obj
                     break
         if placed is None:
-            raise RuntimeError(f"could not place object {i + 1} of {num_objects}; use fewer or smaller objects")
+            raise UserError(f"could not place object {i + 1} of {num_objects} without overlap; "
+                            "use fewer or smaller objects (--objects, --size-max)")
+        shrunk += int(np.any(placed.scale != scale0))
         objects.append(placed)
         centres[i] = placed.center
         radii[i] = _bound_radius(placed)
@@ -294,7 +301,7 @@ def build_scene(
         for lt in lights:
             lt.intensity /= math.sqrt(n_lights)
     ambient = kelvin_to_rgb(float(rng_look.uniform(4500, 8000))) * float(rng_look.uniform(0.18, 0.35))
-    return Scene(room, objects, lights, ambient, shadows)
+    return Scene(room, objects, lights, ambient, shadows, {"shrunk": shrunk, "fallback": fallback})
 
 
 def _propose(shape, scale, mode, objects, region, height, rng):

@@ -27,6 +27,13 @@ def test_schedule_is_scaled_with_the_iterations():
     assert bq.schedule_overrides("cpu_fast", None) == []
 
 
+def test_hdbscan_samples_grow_with_the_object_count():
+    bq = load_tool("bench_quality")
+    assert bq.segment_sets("hdbscan", 25) == bq.segment_sets("hdbscan", 100) == ["segment.hdbscan_samples=20000"]
+    assert bq.segment_sets("hdbscan", 500)[-1] == "segment.hdbscan_samples=100000"  # the last override wins
+    assert bq.segment_sets("mvoa", 500) == [] and bq.segment_sets("mvoa_plain", 500) == bq.SEGMENT_SETS["mvoa_plain"]
+
+
 @pytest.mark.slow
 def test_tiny_grid_runs_caches_and_reports(tmp_path):
     bq = load_tool("bench_quality")
