@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import warnings
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Callable, TypeVar
 
@@ -148,7 +149,13 @@ class ClientLoop:
             app.gui_stats.content = app.gui_stats.content.split(" · ")[0] + " · " + RENDERING
         img, info = app.executor.call(lambda: app.renderer.render(camera, state, W, H, detail=detail))
         self.res.record(info.seconds, moving=preview)
-        self.client.scene.set_background_image(img, format="jpeg", jpeg_quality=75 if preview else 90)
+        if not self._alive:
+            return  # the tab closed while this frame rendered
+        with warnings.catch_warnings():
+            # the tab may still close between that check and the send: viser then warns (per frame, on stderr)
+            # that the message will never be delivered, which is true and harmless
+            warnings.filterwarnings("ignore", message="Queued a BackgroundImageMessage on a closed connection")
+            self.client.scene.set_background_image(img, format="jpeg", jpeg_quality=75 if preview else 90)
         app.frames_sent += 1
         app.clear_error()
         now = time.monotonic()
