@@ -76,6 +76,10 @@ class RenderExecutor:
         return n
 
 
+# A tab may close between that check and the send: viser then warns on stderr, per frame, that the image will
+# never be delivered; true and harmless. (A process-wide filter: catch_warnings is not thread-safe.)
+warnings.filterwarnings("ignore", message="Queued a BackgroundImageMessage on a closed connection")
+
 
 class ClientLoop:
     """Renders for one browser tab: preview frames while its camera moves, a full frame at rest."""
@@ -151,11 +155,7 @@ class ClientLoop:
         self.res.record(info.seconds, moving=preview)
         if not self._alive:
             return  # the tab closed while this frame rendered
-        with warnings.catch_warnings():
-            # the tab may still close between that check and the send: viser then warns (per frame, on stderr)
-            # that the message will never be delivered, which is true and harmless
-            warnings.filterwarnings("ignore", message="Queued a BackgroundImageMessage on a closed connection")
-            self.client.scene.set_background_image(img, format="jpeg", jpeg_quality=75 if preview else 90)
+        self.client.scene.set_background_image(img, format="jpeg", jpeg_quality=75 if preview else 90)
         app.frames_sent += 1
         app.clear_error()
         now = time.monotonic()
