@@ -57,9 +57,13 @@ BAD = ("bad-error", "traceback", "crash", "hang")
 SCENE_KINDS = ("messy_rooms", "colmap_bin", "colmap_text", "nerfstudio", "panoptic_lifting", "coco_panoptic", "image")
 SPLAT_KINDS = ("ply", "ply_compressed", "splat", "spz", "sog", "glb", "gsplat_ckpt")
 OTHER_KINDS = ("edit_script", "config_yaml", "set_value", "render_splats", "viewer_export")
-KINDS = SCENE_KINDS + SPLAT_KINDS + OTHER_KINDS
-# kinds without the trained run (render_splats needs one: a 2-step train, minutes on a busy CPU)
-FAST_KINDS = tuple(k for k in KINDS if k != "render_splats")
+# the commands after training: a mutated run (segment), segment output and ground truth (eval), a 2-step
+# train on a mutated scene
+RUN_KINDS = ("segment_run", "eval_pred", "eval_gt", "train_scene")
+KINDS = SCENE_KINDS + SPLAT_KINDS + OTHER_KINDS + RUN_KINDS
+# kinds without the trained run (it is a 2-step train, minutes on a busy CPU)
+NEEDS_RUN = ("render_splats",) + RUN_KINDS
+FAST_KINDS = tuple(k for k in KINDS if k not in NEEDS_RUN)
 
 SPLAT_FILE = {"ply": "scene.ply", "ply_compressed": "scene.compressed.ply", "splat": "scene.splat", "spz": "scene.spz",
               "sog": "scene.sog", "glb": "scene.glb", "gsplat_ckpt": "scene.pt"}
@@ -117,9 +121,13 @@ def build_seeds(root: Path, with_run: bool) -> Path:
 
         with contextlib.redirect_stdout(io.StringIO()):
             assert _quiet_main(["train", str(root / "messy_rooms"), "--out", str(root / "run"), "--config", "cpu_fast",
-                                "--set", "train.iterations=2", "--set", "model.init_points=200",
-                                "--set", "data.max_size=32"]) == 0
+                                *TINY_TRAIN]) == 0
+            assert _quiet_main(["segment", str(root / "run"), "--out", str(root / "segment"), "--split", "all",
+                                "--set", "segment.min_pixels=1"]) == 0
     return root
+
+
+TINY_TRAIN = ["--set", "train.iterations=2", "--set", "model.init_points=200", "--set", "data.max_size=32"]
 
 
 # ----------------------------------------------------------------------------- mutations
@@ -518,6 +526,8 @@ def prepare(case: Case, seeds: Path, work: Path, rng: random.Random) -> tuple[Pa
         case.target = "preset.yaml"
         case.cmd, case.argv = "info", ["info", str(seeds / "messy_rooms"), "--config", str(target)]
         return inp, outs
+    if k in RUN_KINDS:
+        return _prepare_run_case(case, seeds, work, inp, outs, rng)
     if k == "set_value":
         inp.mkdir()
         keys = _setting_keys()
@@ -534,6 +544,82 @@ def prepare(case: Case, seeds: Path, work: Path, rng: random.Random) -> tuple[Pa
         case.mutation = f"label:{case.argv[1][:40]!r}"
         return inp, outs
     raise ValueError(k)
+
+
+def _prepare_run_case(case: Case, seeds: Path, work: Path, inp: Path, outs: Path, rng: random.Random):
+    """segment_run: a mutated checkpoint/config -> segment (over an old output); eval_pred: a mutated segment
+    output -> eval; eval_gt: mutated ground truth -> eval; train_scene: a mutated scene -> a 2-step train."""
+    k, scene = case.kind, seeds / "messy_rooms"
+    if k == "segment_run":
+        shutil.copytree(seeds / "run", inp / "run", ignore=shutil.ignore_patterns(".lock"))
+        if rng.random() < 0.75:
+            target = inp / "run" / "checkpoint.pt"
+            case.mutation = rng.choice([mutate_run_ckpt, mutate_run_ckpt, mutate_bytes, mutate_fs])(target, rng)
+        else:
+            target = inp / "run" / "config.yaml"
+            case.mutation = rng.choice([mutate_yaml, mutate_text, mutate_fs])(target, rng)
+        case.target = str(target.relative_to(inp))
+        (outs / "seg").mkdir()
+        (outs / "seg" / "SENTINEL").write_bytes(b"SENTINEL")
+        case.cmd, case.argv = "segment", ["segment", str(inp / "run"), "--data", str(scene), "--out", str(outs / "seg")]
+        return inp, outs
+    if k == "train_scene":
+        shutil.copytree(scene, inp, symlinks=True)
+        target = _pick(rng, _files(inp), r"metadata\.json|\.npy$|\.png$|pcf_gs_scene\.json|points3d\.ply")
+        mut = {".json": mutate_text, ".png": mutate_image, ".ply": mutate_ply_header}.get(target.suffix, mutate_bytes)
+        case.mutation = rng.choice([mut, mut, mutate_bytes, mutate_fs])(target, rng)
+        case.target = str(target.relative_to(inp))
+        (outs / "run").mkdir()
+        (outs / "run" / "SENTINEL").write_bytes(b"SENTINEL")
+        case.cmd, case.argv = "train", ["train", str(inp), "--out", str(outs / "run"), "--config", "cpu_fast", *TINY_TRAIN]
+        return inp, outs
+    # eval: the run as trained, its segment output (an output: eval adds metrics.json to it) and the scene
+    shutil.copytree(seeds / "run", work / "run", ignore=shutil.ignore_patterns(".lock"))
+    shutil.copytree(seeds / "segment", outs / "pred")
+    if k == "eval_pred":
+        inp.mkdir()
+        target = _pick(rng, _files(outs / "pred"), r"pred_(semantics|surrogateid)/.*\.png$")
+        case.mutation = rng.choice([mutate_image, mutate_image, mutate_bytes, mutate_fs])(target, rng)
+        case.target = str(target.relative_to(outs))
+        data = scene
+    else:
+        shutil.copytree(scene, inp, symlinks=True)
+        target = _pick(rng, _files(inp), r"^.*/(semantic|instance)/[^/]*$|metadata\.json")
+        mut = mutate_text if target.suffix == ".json" else mutate_image if target.suffix == ".png" else mutate_bytes
+        case.mutation = rng.choice([mut, mut, mutate_bytes, mutate_fs])(target, rng)
+        case.target = str(target.relative_to(inp))
+        data = inp
+    case.cmd, case.argv = "eval", ["eval", str(work / "run"), "--data", str(data), "--pred", str(outs / "pred"),
+                                   "--split", "all"]
+    return inp, outs
+
+
+def mutate_run_ckpt(p: Path, rng: random.Random) -> str:
+    """A training checkpoint with one entry of its params, scene record or spec broken (:func:`mutate_ckpt`'s
+    operations one level down), or the top level itself."""
+    import torch
+
+    ck = torch.load(p, weights_only=False)
+    where = rng.choice(["params", "params", "scene", "spec", "."])
+    sub = ck if where == "." else ck[where]
+    k = rng.choice(list(sub))
+    op = rng.choice(["drop_key", "shape", "dtype", "nan", "wrong_type", "extra_key"])
+    v = sub[k]
+    if op == "drop_key":
+        del sub[k]
+    elif op == "shape" and torch.is_tensor(v) and v.ndim:
+        sub[k] = v[: max(0, v.shape[0] - rng.randint(1, 5))]
+    elif op == "dtype" and torch.is_tensor(v):
+        sub[k] = v.to(rng.choice([torch.float64, torch.int32, torch.float16, torch.bool]))
+    elif op == "nan" and torch.is_tensor(v) and v.is_floating_point() and v.numel():
+        sub[k] = v.clone()
+        sub[k].view(-1)[rng.randrange(v.numel())] = rng.choice([float("nan"), float("inf"), 1e30])
+    elif op == "extra_key":
+        sub["__fuzz__"] = torch.zeros(3)
+    else:
+        sub[k] = rng.choice(["x", None, 3, [1, 2], -1])
+    torch.save(ck, p)
+    return f"run-ckpt:{where}:{op}:{k}"
 
 
 NASTY_NAMES = ["../../escape", "../", "..", ".", "/etc/passwd", "a/b/c", "a\\..\\..\\b", "nul\0byte", "x" * 300,
@@ -714,7 +800,7 @@ def run_case(case: Case, seeds: Path, base: Path, rng: random.Random, timeout: f
         case.outcome, case.stderr = "skipped", f"mutator failed: {type(e).__name__}: {e}"
         shutil.rmtree(work, ignore_errors=True)
         return case
-    seeds_before = _hashes(seeds) if case.kind in ("config_yaml", "set_value") else None
+    seeds_before = _hashes(seeds) if case.kind in ("config_yaml", "set_value", "segment_run", "eval_pred") else None
     before_in, before_out = _hashes(inp), _hashes(outs)
     t0 = time.monotonic()
     rc, sig, err = execute(case, work, timeout, use_subprocess)
@@ -763,7 +849,7 @@ def fuzz(n: int, seed: int, kinds: tuple[str, ...], seeds: Path, timeout: float 
     if pid == 0:
         code = 1
         try:
-            build_seeds(seeds, with_run="render_splats" in kinds)
+            build_seeds(seeds, with_run=any(k in NEEDS_RUN for k in kinds))
             code = 0
         except BaseException:  # noqa: BLE001
             traceback.print_exc()

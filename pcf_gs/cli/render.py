@@ -11,6 +11,7 @@ import torch
 
 from pcf_gs.atomic import atomic_dir, write_json_atomic
 from pcf_gs.errors import UserError
+from pcf_gs.data.images import imread
 from pcf_gs.lift.model import render_features, render_rgb
 from pcf_gs.lift.run import Run
 from pcf_gs.progress import progress_bar
@@ -81,7 +82,10 @@ def render_run(run_dir: Path, out: Path, split: str = "test", overwrite: bool = 
             cv2.imwrite(str(tmp / "depth" / f"{name}.png"), dmm)
             src = root / "color" / f"{name}.png"
             if src.is_file():
-                gt = cv2.imread(str(src))
+                try:  # the PSNR's reference only: a corrupt one is left out, quietly
+                    gt = imread(src, cv2.IMREAD_COLOR)
+                except UserError:
+                    gt = None
                 if gt is not None:
                     gt = cv2.resize(gt[:, :, ::-1], (W, H), interpolation=cv2.INTER_AREA).astype(np.float64) / 255
                     mse = np.mean((img.astype(np.float64) / 255 - gt) ** 2)

@@ -30,15 +30,17 @@ def object_isolation(splats, scene, depth_dir: Path, split: str = "train", rel_t
     """
     import torch
 
+    from pcf_gs.data.images import imread
     from pcf_gs.render import rasterize
 
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     means, quats, scales, opac = t(splats.means), t(splats.quats), torch.exp(t(splats.scales)), torch.sigmoid(t(splats.opacities))
     tally: dict[int, float] = {}
     for f in scene.split(split):
-        gt_depth = cv2.imread(str(Path(depth_dir) / f"{f.name}.png"), cv2.IMREAD_UNCHANGED)
-        if gt_depth is None:
-            raise UserError("ground-truth depth missing", Path(depth_dir) / f"{f.name}.png")
+        path = Path(depth_dir) / f"{f.name}.png"
+        if not path.is_file():
+            raise UserError("ground-truth depth missing", path)
+        gt_depth = imread(path, cv2.IMREAD_UNCHANGED, what="ground-truth depth")
         gt_depth = resize_nearest(gt_depth, f.width, f.height).astype(np.float32) / 1000.0
         vm = torch.linalg.inv(t(f.c2w))
         z = means @ vm[:3, :3].T[:, 2] + vm[2, 3]  # camera z of each Gaussian [N]

@@ -33,10 +33,12 @@ EVAL_SIZE = 512
 
 def read_label_png(path: Path) -> np.ndarray:
     """[H, W] int64 ids of a single-channel (16-bit) label PNG such as ``segment`` writes."""
+    from pcf_gs.data.images import imread
+
     if not path.is_file():
         raise UserError("prediction missing", path)
-    a = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if a is None or a.ndim != 2:
+    a = imread(path, cv2.IMREAD_UNCHANGED, what="label PNG")  # corrupt: one line, no codec chatter on stderr
+    if a.ndim != 2:
         raise UserError("not a single-channel label PNG", path)
     return a.astype(np.int64)
 

@@ -63,4 +63,65 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise UserError(f"cannot read checkpoint ({type(e).__name__}: {e})", path) from None
     if not isinstance(ck, dict) or ck.get("format_version") != FORMAT_VERSION:
         raise UserError("not a pcf-gs checkpoint (or from an incompatible version)", path)
+    why = checkpoint_problem(ck)
+    if why:
+        raise UserError(f"damaged checkpoint: {why}", path)
     return ck
+
+
+# trained attributes -> their shape after the Gaussian axis N, by the spec (E embed_dim, C classes, S = (d+1)^2)
+_PARAM_SHAPES = {
+    "means": lambda sp: (3,), "scales": lambda sp: (3,), "quats": lambda sp: (4,), "opacities": lambda sp: (),
+    "sh0": lambda sp: (1, 3), "shN": lambda sp: ((sp["sh_degree"] + 1) ** 2 - 1, 3),
+    "semantics": lambda sp: (sp["num_classes"],), "inst_mu": lambda sp: (sp["embed_dim"],),
+    "inst_var": lambda sp: (sp["embed_dim"],), "inst_mu_slow": lambda sp: (sp["embed_dim"],),
+    "inst_var_slow": lambda sp: (sp["embed_dim"],),
+}
+_SPEC_TYPES = {"num_classes": int, "embed_dim": int, "sh_degree": int, "embedding": str, "var_floor": float,
+               "deterministic_var": float}
+_SCENE_TYPES = {"root": str, "format": str, "classes": list, "normalization": dict, "frames": list, "train_ids": list,
+                "test_ids": list, "c2w": torch.Tensor, "K": torch.Tensor, "width": int, "height": int}
+
+
+def checkpoint_problem(ck: dict) -> str | None:
+    """What is wrong with a loaded checkpoint's model, spec and scene record (None if nothing): the parts every
+    later command reads. Shapes follow the spec, every value is finite, cameras are [F,4,4] / [F,3,3] for the
+    F frames, split ids index them."""
+    spec, params, scene = ck.get("spec"), ck.get("params"), ck.get("scene")
+    if not isinstance(spec, dict) or set(spec) != set(_SPEC_TYPES):
+        return "model spec missing or with unknown entries"
+    for k, tp in _SPEC_TYPES.items():
+        v = spec[k]
+        ok = isinstance(v, (int, float)) if tp is float else isinstance(v, tp)
+        if not ok or isinstance(v, bool) or v != v:
+            return f"model spec {k}={v!r} is not a {tp.__name__}"
+    if spec["num_classes"] < 1 or spec["embed_dim"] < 1 or not 0 <= spec["sh_degree"] <= 4:
+        return "model spec out of range"
+    if not isinstance(params, dict) or set(params) != set(_PARAM_SHAPES):
+        return "Gaussian attributes missing or unknown"
+    n = None
+    for k, shape in _PARAM_SHAPES.items():
+        v = params[k]
+        if not torch.is_tensor(v) or v.dtype != torch.float32:
+            return f"Gaussian attribute {k} is not a float32 tensor"
+        n = v.shape[0] if n is None and v.ndim else n
+        if tuple(v.shape) != (n, *shape(spec)):
+            return f"Gaussian attribute {k} has shape {tuple(v.shape)}, not {(n, *shape(spec))}"
+        if not bool(torch.isfinite(v).all()):
+            return f"Gaussian attribute {k} holds NaN or infinite values"
+    if not isinstance(scene, dict) or set(scene) != set(_SCENE_TYPES):
+        return "scene record missing or with unknown entries"
+    for k, tp in _SCENE_TYPES.items():
+        if not isinstance(scene[k], tp):
+            return f"scene record {k} is not a {tp.__name__}"
+    F = len(scene["frames"])
+    if tuple(scene["c2w"].shape) != (F, 4, 4) or tuple(scene["K"].shape) != (F, 3, 3):
+        return f"cameras are not [{F},4,4] poses and [{F},3,3] intrinsics for the {F} frames"
+    if not (bool(torch.isfinite(scene["c2w"]).all()) and bool(torch.isfinite(scene["K"]).all())):
+        return "cameras hold NaN or infinite values"
+    if scene["width"] < 1 or scene["height"] < 1:
+        return "image size is not positive"
+    ids = scene["train_ids"] + scene["test_ids"]
+    if not all(isinstance(i, int) and 0 <= i < F for i in ids):
+        return "split ids do not index the frames"
+    return None

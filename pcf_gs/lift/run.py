@@ -52,7 +52,13 @@ class Run:
         params = torch.nn.ParameterDict(
             {k: torch.nn.Parameter(v.to(device), requires_grad=False) for k, v in ck["params"].items()}
         )
-        return cls.from_params(params, ModelSpec(**ck["spec"]), ck["scene"], config_from_dict(ck["config"]))
+        config = config_from_dict(ck["config"]) if isinstance(ck.get("config"), dict) else None
+        if config is None:
+            raise UserError("damaged checkpoint: no settings", Path(run_dir))
+        try:
+            return cls.from_params(params, ModelSpec(**ck["spec"]), ck["scene"], config)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:  # classes or normalisation malformed
+            raise UserError(f"damaged checkpoint: scene record ({type(e).__name__}: {e})", Path(run_dir)) from None
 
     @classmethod
     def from_params(cls, params, spec: ModelSpec, record: dict, config: Config) -> "Run":

@@ -259,23 +259,45 @@ LOCK_NAME = ".lock"
 def run_lock(run_dir: Path):
     """Hold an exclusive ``flock`` on ``RUN/.lock`` while inside: a second ``pcf-gs train`` on the same
     folder gets a one-line UserError instead of two writers interleaving checkpoints. The kernel drops
-    the lock when the process ends, however it ends, so a killed run never leaves a stale lock."""
+    the lock when the process ends, however it ends, so a killed run never leaves a stale lock.
+
+    On the way out the lock file is removed (while still held), and so is RUN/ itself when this call
+    created it and nothing else was written (a run that failed to start leaves no trace). Removing a lock
+    file is safe because the taker checks that the file it locked is still the one at the path, and takes
+    the new one otherwise."""
     import fcntl
     import os
 
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
+    path = run_dir / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             other = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
             raise UserError(f"another pcf-gs train{' (pid ' + other + ')' if other.isdigit() else ''} is using this "
                             "run folder; wait for it or choose another --out", run_dir) from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # its holder removed it on the way out: lock the file now at the path
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # who holds it, for the message above
         yield
     finally:
+        try:
+            os.unlink(path)
+            if created:
+                run_dir.rmdir()  # only if empty: a run that wrote anything keeps its folder
+        except OSError:
+            pass
         os.close(fd)  # releases the lock
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import warnings
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Callable, TypeVar
 
@@ -74,6 +75,10 @@ class RenderExecutor:
             n += 1
         return n
 
+
+# A tab may close between that check and the send: viser then warns on stderr, per frame, that the image will
+# never be delivered; true and harmless. (A process-wide filter: catch_warnings is not thread-safe.)
+warnings.filterwarnings("ignore", message="Queued a BackgroundImageMessage on a closed connection")
 
 
 class ClientLoop:
@@ -148,6 +153,8 @@ class ClientLoop:
             app.gui_stats.content = app.gui_stats.content.split(" · ")[0] + " · " + RENDERING
         img, info = app.executor.call(lambda: app.renderer.render(camera, state, W, H, detail=detail))
         self.res.record(info.seconds, moving=preview)
+        if not self._alive:
+            return  # the tab closed while this frame rendered
         self.client.scene.set_background_image(img, format="jpeg", jpeg_quality=75 if preview else 90)
         app.frames_sent += 1
         app.clear_error()

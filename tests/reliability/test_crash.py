@@ -159,6 +159,23 @@ def test_second_train_on_the_same_run_is_refused(tiny_mr, tmp_path, capsys):
     assert main(["-q", "train", str(root), "--out", str(out), *FAST]) == 0  # released: trains
 
 
+def test_failed_train_leaves_no_lock_file_or_empty_run_folder(tmp_path, capsys):
+    from pcf_gs.lift.trainer import run_lock
+
+    bad = tmp_path / "no_scene"
+    fresh = tmp_path / "fresh"
+    assert main(["-q", "train", str(bad), "--out", str(fresh), *FAST]) == 2
+    assert not fresh.exists()  # created for the lock, removed with it
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "keep.txt").write_text("x")
+    assert main(["-q", "train", str(bad), "--out", str(old), *FAST]) == 2
+    assert sorted(p.name for p in old.iterdir()) == ["keep.txt"]
+    with run_lock(old):
+        assert (old / ".lock").read_text().strip().isdigit()
+    assert not (old / ".lock").exists()
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path):
     mnt = tmp_path / "tmpfs"

@@ -1,5 +1,6 @@
-"""A seeded slice of the input fuzzer (tools/fuzz_inputs.py): every input kind but the trained run's
-``render --splats`` (the long run is the tool). Fails on a traceback, crash, hang, a multi-line
+"""Seeded slices of the input fuzzer (tools/fuzz_inputs.py): every input kind without a trained run, and the
+kinds after training (a mutated run for segment, segment output and ground truth for eval, a scene for a
+2-step train) on one tiny run (the long run is the tool). Fail on a traceback, crash, hang, a multi-line
 error or a damaged input/output."""
 
 from __future__ import annotations
@@ -33,6 +34,51 @@ def test_fuzz_slice_has_no_traceback_crash_hang_or_damage(tmp_path):
         env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
     assert "40 cases" in p.stdout
+
+
+def test_fuzz_slice_after_training(tmp_path):
+    kinds = "segment_run,eval_pred,eval_gt,train_scene"
+    p = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "fuzz_inputs.py"), "--cases", "12", "--seed", "5", "--kinds", kinds,
+         "--seeds", str(tmp_path / "seeds"), "--timeout", "60", "--json", str(tmp_path / "fuzz.json")],
+        env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-4000:]
+    assert "12 cases" in p.stdout
+
+
+@pytest.fixture(scope="module")
+def fuzz_seeds(tmp_path_factory):
+    """The fuzzer's valid seeds with its tiny trained run (built once for the module)."""
+    return load_tool("fuzz_inputs").build_seeds(tmp_path_factory.mktemp("fuzz") / "seeds", with_run=True)
+
+
+@pytest.mark.parametrize("where,key,value,says", [
+    ("spec", "__fuzz__", 1, "model spec"),
+    ("params", "inst_mu", "x", "inst_mu is not a float32 tensor"),
+    ("params", "means", float("nan"), "NaN or infinite"),
+    ("scene", "K", None, "scene record K"),
+    ("scene", "train_ids", [0, 999], "split ids"),
+])
+def test_damaged_checkpoint_is_one_line(fuzz_seeds, tmp_path, capsys, where, key, value, says):
+    import torch
+
+    from pcf_gs.cli import main
+    from pcf_gs.lift.checkpoint import save_checkpoint
+
+    ck = torch.load(fuzz_seeds / "run" / "checkpoint.pt", weights_only=False)
+    if isinstance(value, float):
+        ck[where][key] = ck[where][key].clone()
+        ck[where][key].view(-1)[3] = value
+    else:
+        ck[where][key] = value
+    run = tmp_path / "bad"
+    run.mkdir()
+    save_checkpoint(run / "checkpoint.pt", ck)
+    capsys.readouterr()
+    assert main(["-q", "segment", str(run), "--out", str(tmp_path / "seg")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "damaged checkpoint" in err[0] and says in err[0], err
+    assert not (tmp_path / "seg").exists()
 
 
 def test_classify():
