@@ -1,9 +1,13 @@
 """`pcf-gs segment`: view-consistent panoptic labels for any view, per-Gaussian labels, per-object export.
 
-:func:`run_segment` runs four steps, one function each:
+:func:`run_segment` loads a run and its scene, then :func:`segment_scene` runs four steps, one
+function each. Every pass over the views streams: a view is rendered, reduced to what the step
+keeps, and dropped, ``segment.chunk_views`` views at a time, so memory does not grow with the number
+of views beyond a few numbers per 2D mask (docs/scale.md).
 
-1. :func:`embed_train_views`: render (mu, var) for every training view and keep the pixels of
-   each 2D instance mask (the 2D model's masks).
+1. :func:`collect_nodes`: render (mu, var) for every training view and reduce the pixels of each
+   2D instance mask (the 2D model's masks) to a node (:class:`~pcf_gs.segment.mvoa.NodeBuilder`), or,
+   for HDBSCAN, to a bounded random sample of pixels.
 2. :func:`find_prototypes`: one prototype per object — MVOA (:mod:`pcf_gs.segment.mvoa`) on
    the masks of >= ``segment.min_pixels`` pixels, or, the Contrastive Lift baseline, HDBSCAN
    on sampled thing pixels. Classes per Gaussian (:func:`gaussian_classes`,
@@ -18,7 +22,8 @@
    probabilities; thing Gaussians take an instance by ``gaussian_labels``:
    - ``direct``: the prototype of highest K against the Gaussian's own N(mu, var);
    - ``vote`` (default): the pixel labels of all training views voted back onto the Gaussians
-     with their blending weights (:mod:`pcf_gs.segment.gaussian_labels`). Stuff pixels vote
+     with their blending weights (:mod:`pcf_gs.segment.gaussian_labels`, a sparse
+     :class:`~pcf_gs.segment.gaussian_labels.VoteTable`). Stuff pixels vote
      their class in the same pass, so thing vs stuff is voted too; Gaussians that never show in
      any pixel keep their logits and ``direct``. Measured cleaner (docs/results.md, "Gaussian
      labels"): an exported object rendered alone puts a median 2% of its visible alpha on
@@ -27,8 +32,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -43,12 +50,13 @@ from pcf_gs.lift.model import render_features, render_rgb
 from pcf_gs.lift.run import Run
 from pcf_gs.progress import progress_bar
 from pcf_gs.segment.gaussian_labels import (
+    VoteTable,
+    add_view_votes,
     gaussian_labels_direct,
-    gaussian_labels_vote,
     gaussian_semantics_vote,
     render_semantics,
 )
-from pcf_gs.segment.mvoa import assign, associate, build_nodes, hdbscan_prototypes, refine_prototypes
+from pcf_gs.segment.mvoa import NodeBuilder, PixelSample, assigner, associate, hdbscan_prototypes, refine_prototypes
 from pcf_gs.splats.export import distinct_colors, export_objects, params_to_splats
 
 log = logging.getLogger("pcf_gs")
@@ -70,7 +78,8 @@ def render_view_features(run: Run, i: int, cfg: Config, rgb: bool = False) -> di
 
 @dataclass
 class MaskEmbeddings:
-    """Rendered embeddings of the training views' 2D instance-mask pixels, one entry per view."""
+    """Rendered embeddings of the training views' 2D instance-mask pixels, one entry per view (all of them in
+    memory: for tools that reuse them; ``segment`` streams them into a :class:`NodeCollector`)."""
 
     mu: list[torch.Tensor] = field(default_factory=list)  # [M_v, E]
     var: list[torch.Tensor] = field(default_factory=list)  # [M_v, E]
@@ -89,6 +98,12 @@ class Prototypes:
     def __len__(self) -> int:
         return len(self.mu)
 
+    @cached_property
+    def assign(self):
+        """(mu, var [n, E]) -> (index [n], K [n]) of the highest-K prototype (:func:`~pcf_gs.segment.mvoa.assign`,
+        its index built once)."""
+        return assigner(self.mu, self.var)
+
 
 @dataclass
 class GaussianClasses:
@@ -104,42 +119,91 @@ class GaussianClasses:
         return feats["semantics"].argmax(-1)
 
 
-def embed_train_views(run: Run, scene, cfg: Config, progress: bool = True,
-                      classes: GaussianClasses | None = None) -> MaskEmbeddings:
-    """Step 1: the embeddings of every training view's 2D instance-mask pixels (valid pixels only); with
-    ``segment.node_pixels=thing`` only those whose class by ``classes`` (required then) is a thing."""
-    emb = MaskEmbeddings()
+def view_chunks(ids: list[int], size: int):
+    """``ids`` in consecutive chunks of at most ``size`` views (``segment.chunk_views``)."""
+    for k in range(0, len(ids), max(1, size)):
+        yield ids[k : k + size]
+
+
+def mask_pixels(run: Run, scene, cfg: Config, progress: bool = True, classes: GaussianClasses | None = None):
+    """Yield (mu [M_v, E], var [M_v, E], 2D instance ids [M_v]) of each training view's 2D instance-mask
+    pixels (valid pixels only), rendering one view at a time; with ``segment.node_pixels=thing`` only those
+    whose class by ``classes`` (required then) is a thing."""
     thing_only = cfg.segment.node_pixels == "thing"
     if thing_only and classes is None:
         raise ValueError("node_pixels=thing needs the per-Gaussian classes")
     is_thing = torch.from_numpy(scene.classes.is_thing_array())
     with progress_bar("embed train views", len(run.train_ids), enabled=progress) as adv:
-        for i in run.train_ids:
-            f = render_view_features(run, i, cfg)
-            fr = scene.frames[i]
-            m = torch.from_numpy(fr.instances > 0)
-            if fr.valid is not None:
-                m &= torch.from_numpy(fr.valid)
-            if thing_only:
-                m &= is_thing[classes.pixel_classes(run, i, f, cfg)]
-            emb.mu.append(f["mu"][m])
-            emb.var.append(f["var"][m])
-            emb.ids.append(torch.from_numpy(fr.instances.astype(np.int64))[m])
-            adv()
+        for chunk in view_chunks(list(run.train_ids), cfg.segment.chunk_views):
+            for i in chunk:
+                f = render_view_features(run, i, cfg)
+                fr = scene.frames[i]
+                m = torch.from_numpy(fr.instances > 0)
+                if fr.valid is not None:
+                    m &= torch.from_numpy(fr.valid)
+                if thing_only:
+                    m &= is_thing[classes.pixel_classes(run, i, f, cfg)]
+                yield f["mu"][m], f["var"][m], torch.from_numpy(fr.instances.astype(np.int64))[m]
+                adv()
+
+
+def embed_train_views(run: Run, scene, cfg: Config, progress: bool = True,
+                      classes: GaussianClasses | None = None) -> MaskEmbeddings:
+    """Every training view's :func:`mask_pixels`, all kept (memory grows with the views; ``segment`` uses
+    :func:`collect_nodes`)."""
+    emb = MaskEmbeddings()
+    for mu, var, ids in mask_pixels(run, scene, cfg, progress, classes):
+        emb.mu.append(mu)
+        emb.var.append(var)
+        emb.ids.append(ids)
     return emb
 
 
-def find_prototypes(emb: MaskEmbeddings, cfg: Config) -> Prototypes:
-    """Step 2: object prototypes by ``segment.clustering`` (MVOA or HDBSCAN)."""
+class NodeCollector:
+    """What step 2 keeps of the training views as they stream by (:meth:`add`, one view at a time): the
+    MVOA nodes (:class:`~pcf_gs.segment.mvoa.NodeBuilder`, 2E + 4 numbers per 2D mask), or for HDBSCAN a
+    uniform sample of at most ``segment.hdbscan_samples`` mask pixels (:class:`~pcf_gs.segment.mvoa.PixelSample`)."""
+
+    def __init__(self, cfg: Config):
+        sc = cfg.segment
+        self.views = 0
+        self.builder = NodeBuilder(sc.min_pixels) if sc.clustering == "mvoa" else None
+        self.sample = None if self.builder else PixelSample(sc.hdbscan_samples, seed=cfg.seed)
+
+    def add(self, mu: torch.Tensor, var: torch.Tensor, ids: torch.Tensor) -> None:
+        """The next training view's mask pixels: mu, var [M_v, E], 2D instance ids [M_v]."""
+        if self.builder is not None:
+            self.builder.add(self.views, mu, var, ids)
+        else:
+            self.sample.add(mu, var)
+        self.views += 1
+
+
+def collect_nodes(run: Run, scene, cfg: Config, progress: bool = True,
+                  classes: GaussianClasses | None = None) -> NodeCollector:
+    """Step 1: every training view's :func:`mask_pixels`, reduced as they are rendered."""
+    nodes = NodeCollector(cfg)
+    for mu, var, ids in mask_pixels(run, scene, cfg, progress, classes):
+        nodes.add(mu, var, ids)
+    return nodes
+
+
+def find_prototypes(emb: NodeCollector | MaskEmbeddings, cfg: Config) -> Prototypes:
+    """Step 2: object prototypes by ``segment.clustering`` (MVOA or HDBSCAN), from the streamed
+    :class:`NodeCollector` (or kept :class:`MaskEmbeddings`, fed to one)."""
+    if isinstance(emb, MaskEmbeddings):
+        col = NodeCollector(cfg)
+        for mu, var, ids in zip(emb.mu, emb.var, emb.ids):
+            col.add(mu, var, ids)
+        emb = col
     sc = cfg.segment
     if sc.clustering == "mvoa":
-        nodes = build_nodes(emb.mu, emb.var, emb.ids, min_pixels=sc.min_pixels)
+        nodes = emb.builder.nodes()
         protos, T = associate(nodes, threshold=sc.threshold, score_threshold=sc.score_threshold, min_views=sc.min_views)
         mu, var = refine_prototypes(nodes, protos, sc.refine_rounds)
         return Prototypes(mu, var, nodes.score[protos].tolist(), {"nodes": len(nodes), "threshold": T})
-    mu, var = hdbscan_prototypes(
-        torch.cat(emb.mu), torch.cat(emb.var), sc.hdbscan_samples, sc.hdbscan_min_cluster_size, seed=cfg.seed
-    )
+    mu, var = emb.sample.tensors()
+    mu, var = hdbscan_prototypes(mu, var, sc.hdbscan_samples, sc.hdbscan_min_cluster_size, seed=cfg.seed)
     return Prototypes(mu, var, [None] * len(mu), {})
 
 
@@ -176,7 +240,7 @@ def instance_map(feats: dict, sem: torch.Tensor, protos: Prototypes, is_thing: n
     thing = torch.from_numpy(is_thing)[sem]
     ins = torch.zeros(sem.shape, dtype=torch.long)
     if len(protos) and bool(thing.any()):
-        idx, _ = assign(feats["mu"][thing], feats["var"][thing], protos.mu, protos.var)
+        idx, _ = protos.assign(feats["mu"][thing], feats["var"][thing])
         ins[thing] = idx + 1
     return ins
 
@@ -202,28 +266,36 @@ def label_views(run: Run, ids: list[int], out: Path, protos: Prototypes, classes
 
 
 def label_gaussians(run: Run, protos: Prototypes, classes: GaussianClasses, is_thing: np.ndarray, mode: str,
-                    cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+                    cfg: Config, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Step 4: (instance ids [N] int32, 0 = stuff / none; class ids [N]) per Gaussian, by ``mode``
     ("vote" or "direct", see the module docstring)."""
     sem_g = classes.logits.argmax(1).numpy()
     thing_g = is_thing[sem_g]
+    N = len(sem_g)
     if mode == "vote" and len(protos):
         # one vote over P prototypes + C classes: thing pixels vote their prototype, stuff pixels
         # their class, so a Gaussian's thing/stuff status comes from the pixels it shows up in too
         # (its own logits alone left ghosts of objects behind on removal)
         P, C = len(protos), len(is_thing)
-        view_labels = {}
-        for i in run.train_ids:
-            f = render_view_features(run, i, cfg)
-            sem = classes.pixel_classes(run, i, f, cfg)
-            th = torch.from_numpy(is_thing)[sem]
-            lab = P + sem
-            if bool(th.any()):
-                lab[th] = assign(f["mu"][th], f["var"][th], protos.mu, protos.var)[0]
-            view_labels[i] = lab
-        vote = gaussian_labels_vote(run, view_labels, P + C, cfg.render.backend, cfg.render.eps2d)
+        table = VoteTable(N, P + C)
+        with progress_bar("vote Gaussian labels", len(run.train_ids), enabled=progress) as adv:
+            for chunk in view_chunks(list(run.train_ids), cfg.segment.chunk_views):
+                for i in chunk:
+                    f = render_view_features(run, i, cfg)
+                    sem = classes.pixel_classes(run, i, f, cfg)
+                    th = torch.from_numpy(is_thing)[sem]
+                    lab = P + sem
+                    if bool(th.any()):
+                        lab[th] = protos.assign(f["mu"][th], f["var"][th])[0]
+                    add_view_votes(table, run, i, lab, cfg.render.backend, cfg.render.eps2d)
+                    adv()
+                table.fold()  # the chunk's votes into the table: the buffer never holds more than a chunk
+        vote = table.argmax()
+        del table
         seen = vote >= 0
-        best = gaussian_labels_direct(run.params, run.spec, protos.mu, protos.var)[0]  # for the unseen ones
+        best = np.full(N, -1, dtype=np.int64)  # the direct prototype, for the Gaussians no pixel sees
+        if not seen.all():
+            best[~seen] = gaussian_labels_direct(run.params, run.spec, protos.mu, protos.var, torch.from_numpy(~seen))[0]
         voted_thing = seen & (vote < P)
         voted_stuff = seen & (vote >= P)
         best[voted_thing] = vote[voted_thing]
@@ -307,17 +379,29 @@ def run_segment(
     root = Path(data) if data else run.root
     if not root.exists():
         raise UserError("the run's data folder is gone; pass --data DATA", root)
-    scene = load_scene(root, cfg.data, progress=progress)
+    # no ground truth: segment never reads it, and every view's maps would stay in memory
+    scene = load_scene(root, dataclasses.replace(cfg.data, load_ground_truth=False), progress=progress)
     if [f.name for f in scene.frames] != run.frames:
         raise UserError("frames differ from the ones the run was trained on", root)
+    clock.lap("load")
+    return segment_scene(run, scene, cfg, out, split, export_ply, gaussian_labels, progress, export_formats,
+                         run_name=str(run_dir), clock=clock)
+
+
+def segment_scene(run: Run, scene, cfg: Config, out: Path, split: str = "test", export_ply: bool = False,
+                  gaussian_labels: str = "vote", progress: bool = True, export_formats: list[str] | None = None,
+                  run_name: str = "", clock: _StageClock | None = None) -> dict:
+    """:func:`run_segment` on a loaded run and scene (the scene's frames must be the run's): writes ``out``
+    (replaced atomically) and returns what OUT/segment.json holds."""
+    clock = clock or _StageClock()
     is_thing = scene.classes.is_thing_array()
     ids_out = run.split_ids(split)
-    clock.lap("load")
     classes = gaussian_classes(run, scene, cfg)
     clock.lap("classes")
-    emb = embed_train_views(run, scene, cfg, progress, classes)
+    nodes = collect_nodes(run, scene, cfg, progress, classes)
     clock.lap("render_nodes")
-    protos = find_prototypes(emb, cfg)
+    protos = find_prototypes(nodes, cfg)
+    del nodes
     clock.lap("clustering")
     info: dict = {"clustering": cfg.segment.clustering, **protos.info, "prototypes": int(len(protos))}
     palette = distinct_colors(len(protos) + 1)
@@ -326,7 +410,7 @@ def run_segment(
     with atomic_dir(out, overwrite=True) as tmp:
         label_views(run, ids_out, tmp, protos, classes, is_thing, palette, cfg, progress)
         clock.lap("label_views")
-        inst_g, sem_g = label_gaussians(run, protos, classes, is_thing, gaussian_labels, cfg)
+        inst_g, sem_g = label_gaussians(run, protos, classes, is_thing, gaussian_labels, cfg, progress)
         clock.lap("label_gaussians")
         info["gaussian_labels"] = gaussian_labels
         exported = write_gaussian_labels(run, tmp, inst_g, sem_g, protos, palette, scene.classes, export_ply)
@@ -340,6 +424,6 @@ def run_segment(
         clock.lap("export")
         if exported is not None:
             info["objects_exported"] = exported
-        info.update(split=split, frames=len(ids_out), run=str(run_dir), seconds=clock.laps)
+        info.update(split=split, frames=len(ids_out), run=run_name, seconds=clock.laps)
         write_json_atomic(tmp / "segment.json", info)
     return info
