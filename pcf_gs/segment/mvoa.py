@@ -255,7 +255,7 @@ def refine_prototypes(nodes: Nodes, protos: torch.Tensor, rounds: int = 1) -> tu
 
 
 _DENSE_PROTOS = 16  # up to this many prototypes, assign evaluates every pair (no index to build)
-_KNN = (8, 64)  # neighbours fetched per embedding by the indexed assign, then all pairs
+_KNN = 8  # neighbours fetched per embedding by the first search of the indexed assign
 
 
 def assign(mu: torch.Tensor, var: torch.Tensor, proto_mu: torch.Tensor, proto_var: torch.Tensor, chunk: int = 65536):
@@ -292,13 +292,16 @@ def _assign_dense(mu, var, proto_mu, proto_var, chunk: int = 65536):
 
 
 class PrototypeIndex:
-    """Prototypes (mu, var [P, E]) in a KD-tree on their means, for :meth:`assign` of many embeddings.
+    """Prototypes (mu, var [P, E]) indexed by their means, for :meth:`assign` of many embeddings.
 
-    For an embedding x: its Euclidean-nearest prototype p1 gives log K* >= log K(x, p1); by
-    :func:`kernel_radius` every prototype that can reach log K* lies within r(log K*, A_x + A_max) of x.
-    One bounded k-nearest query per group of similar radii fetches them; an embedding with more than
-    ``_KNN`` prototypes inside its radius (far from every prototype) falls back to all pairs.
-    Exact duplicates among the prototypes are kept once (the first), so ties resolve as in the dense argmax.
+    For an embedding x, a first guess p1 (the Euclidean-nearest prototype, or a hint) gives
+    log K* = log K(x, p1), a lower bound of the best; by :func:`kernel_radius` only prototypes p with
+    |mu_x - mu_p| <= r(log K*, A_x + A_p) can reach it. Most embeddings lie close to their object's
+    prototype: a bounded ``_KNN``-nearest query in a KD-tree on the prototype means (one per group of
+    similar radii) finds all their candidates. The others (far from every prototype, so with wide
+    radii) test every prototype's radius against distances from one matrix product, and take the
+    kernel only where it can win. Exact duplicates among the prototypes are kept once (the first),
+    and ties go to the lowest index, as in the dense argmax.
     """
 
     def __init__(self, mu: torch.Tensor, var: torch.Tensor):
@@ -312,15 +315,21 @@ class PrototypeIndex:
         rank[self.first] = torch.arange(len(self.first))
         self.row = rank[first[inv]]  # [P] prototype -> its row in the index (a duplicate -> its first copy's)
         self.mu, self.var = mu[self.first], var[self.first]
-        self.a_max = float(self.var.max())
-        self.tree = cKDTree(self.mu.double().numpy())
+        self.a = self.var.max(1).values.double().numpy()  # [U] largest variance of each prototype
+        self.a_max = float(self.a.max())
+        self.x = self.mu.double().numpy()  # [U, E]
+        self.x2 = (self.x**2).sum(1)
+        self.tree = cKDTree(self.x)
+        # distance from each prototype to its nearest other one: an embedding within r of p1 and farther than
+        # r from every other prototype (sep - |x - p1| > r, triangle inequality) has p1 as its only candidate
+        self.sep = self.tree.query(self.x, k=2)[0][:, 1] if len(self.x) > 1 else np.full(1, np.inf)
 
     def assign(self, mu: torch.Tensor, var: torch.Tensor, chunk: int = 65536,
                hint: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(prototype index [n], K [n]) of the highest-K prototype of each of mu, var [n, E].
 
-        ``hint`` [n]: a likely prototype of each (e.g. last round's), used instead of the nearest mean to
-        size the search; the result does not depend on it."""
+        ``hint`` [n]: a likely prototype of each (e.g. last round's), used instead of the nearest mean as
+        the first guess; the result does not depend on it."""
         idx, val = [], []
         for i in range(0, mu.shape[0], chunk):
             h = None if hint is None else self.row[hint[i : i + chunk]]
@@ -332,54 +341,75 @@ class PrototypeIndex:
         return torch.cat(idx), torch.cat(val)
 
     def _best(self, mu: torch.Tensor, var: torch.Tensor, j1: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(row of the best distinct prototype [n], its log K [n]) for one chunk; j1 [n]: rows to start from."""
+        """(row of the best distinct prototype [n], its log K [n]) for one chunk; j1 [n]: first guesses."""
         n, U = mu.shape[0], len(self.first)
         x = mu.double().numpy()
         if j1 is None:
             j1 = torch.from_numpy(np.asarray(self.tree.query(x, k=1)[1], dtype=np.int64))
         lk1 = pp_log_kernel(mu, var, self.mu[j1], self.var[j1]).double().numpy()
-        r = kernel_radius(lk1, var.max(1).values.double().numpy() + self.a_max)
-        r[~np.isfinite(r)] = np.inf
+        a = var.max(1).values.double().numpy()
+        r = kernel_radius(lk1, a + self.a_max)
         best = torch.empty(n, dtype=torch.long)
         val = torch.empty(n, dtype=mu.dtype)
-        rest = np.argsort(r, kind="stable")
-        for k in _KNN:
-            if len(rest) == 0 or k >= U:
-                break
-            rest = self._nearest(mu, var, x, r, rest, k, best, val)
-        if len(rest):  # far from every prototype, or few prototypes: all pairs
-            rows = torch.from_numpy(rest)
-            lk = pairwise_pp_log_kernel(mu[rows], var[rows], self.mu, self.var)
-            v, j = lk.max(1)
-            best[rows], val[rows] = j, v
+        j1n = j1.numpy()
+        d1 = np.sqrt(((x - self.x[j1n]) ** 2).sum(1))
+        alone = self.sep[j1n] - d1 > r * (1 + 1e-9) + 1e-12  # no other prototype within r: p1 wins
+        best[torch.from_numpy(alone)] = j1[torch.from_numpy(alone)]
+        val[torch.from_numpy(alone)] = torch.from_numpy(lk1[alone]).to(mu.dtype)
+        rest = np.flatnonzero(~alone)
+        if U > _KNN:
+            rest = self._nearest(mu, var, x, r, rest, best, val)
+        step = max(1, (1 << 22) // U)
+        for k in range(0, len(rest), step):
+            self._pruned(mu, var, x, a, lk1, j1n, rest[k : k + step], best, val)
         return best, val
 
-    def _nearest(self, mu, var, x, r, rows_by_r: np.ndarray, k: int, best, val) -> np.ndarray:
-        """Settle the rows (``rows_by_r``, by increasing radius r) whose radius holds fewer than k prototypes:
-        one bounded k-nearest query per group of similar radii, the kernel on what it finds; fills best/val.
-        Returns the rows left (k or more prototypes inside their radius, or an infinite radius)."""
+    def _settle(self, mu, var, rows: torch.Tensor, jt: torch.Tensor, ok: torch.Tensor, best, val) -> None:
+        """best/val of ``rows`` [m] from their candidate prototypes jt [m, c] (where ok [m, c]): the kernel on
+        the candidates only, the maximum, ties to the lowest row."""
+        ri, ci = torch.nonzero(ok, as_tuple=True)
+        q, j = rows[ri], jt[ri, ci]
+        lk = torch.full(jt.shape, float("-inf"), dtype=mu.dtype)
+        lk[ri, ci] = pp_log_kernel(mu[q], var[q], self.mu[j], self.var[j])
+        m = lk.max(1).values
+        best[rows] = torch.where(ok & (lk == m[:, None]), jt, len(self.first)).min(1).values
+        val[rows] = m
+
+    def _nearest(self, mu, var, x, r, rows: np.ndarray, best, val) -> np.ndarray:
+        """Settle the rows whose radius r holds fewer than ``_KNN`` prototypes: one bounded k-nearest query per
+        group of rows whose radii are within a factor sqrt(2); fills best/val. Returns the rows left."""
         U = len(self.first)
-        left = []
-        for grp in np.array_split(rows_by_r, min(8, len(rows_by_r))):
-            bound = float(r[grp[-1]]) if len(grp) else 0.0
-            if len(grp) == 0 or not np.isfinite(bound):
-                left.append(grp)
+        fin = np.isfinite(r[rows])
+        left = [rows[~fin]]
+        rows = rows[fin]
+        rows = rows[np.argsort(r[rows], kind="stable")]
+        band = np.floor(2 * np.log2(np.maximum(r[rows], 1e-12)))
+        for grp in np.split(rows, np.flatnonzero(np.diff(band)) + 1):
+            if len(grp) == 0:
                 continue
-            _, jj = self.tree.query(x[grp], k=k, distance_upper_bound=bound)
-            jj = np.asarray(jj, dtype=np.int64).reshape(len(grp), k)
-            full = jj[:, -1] < U if k < U else np.zeros(len(grp), dtype=bool)  # k found: maybe more inside
+            _, jj = self.tree.query(x[grp], k=_KNN, distance_upper_bound=float(r[grp[-1]]))
+            jj = np.asarray(jj, dtype=np.int64).reshape(len(grp), _KNN)
+            full = jj[:, -1] < U  # k found: maybe more inside
             left.append(grp[full])
-            rows, jj = torch.from_numpy(grp[~full]), jj[~full]
-            if len(rows) == 0:
-                continue
-            ok = torch.from_numpy(jj < U)
-            jt = torch.from_numpy(np.where(jj < U, jj, 0))
-            lk = pp_log_kernel(mu[rows][:, None], var[rows][:, None], self.mu[jt], self.var[jt])
-            lk = lk.masked_fill(~ok, float("-inf"))
-            m = lk.max(1).values
-            best[rows] = torch.where(ok & (lk == m[:, None]), jt, U).min(1).values  # ties: lowest index
-            val[rows] = m
+            jj = jj[~full]
+            if len(jj):
+                self._settle(mu, var, torch.from_numpy(grp[~full]), torch.from_numpy(np.where(jj < U, jj, 0)),
+                             torch.from_numpy(jj < U), best, val)
         return np.concatenate(left)
+
+    def _pruned(self, mu, var, x, a, lk1, j1, rows: np.ndarray, best, val) -> None:
+        """Settle ``rows`` by testing every prototype: distances from |x|^2 + |p|^2 - 2 x.p, each prototype's own
+        radius r(log K*, A_x + A_p), the kernel where the distance is inside."""
+        if len(rows) == 0:
+            return
+        xr = x[rows]
+        d2 = (xr**2).sum(1)[:, None] + self.x2[None] - 2.0 * xr @ self.x.T  # [m, U] float64
+        lam = lk1[rows] - _SLACK * (1.0 + np.abs(lk1[rows]))  # kernel_radius, squared, per prototype
+        rad2 = np.maximum(-4.0 * lam[:, None] * (a[rows][:, None] + self.a[None]), 0.0) * (1.0 + _SLACK) ** 2
+        ok = d2 <= rad2 + 1e-9 * (1.0 + d2)
+        ok[np.arange(len(rows)), j1[rows]] = True  # the first guess always competes
+        U = len(self.first)
+        self._settle(mu, var, torch.from_numpy(rows), torch.arange(U).expand(len(rows), U), torch.from_numpy(ok), best, val)
 
 
 class PixelSample:
