@@ -46,7 +46,7 @@ from pcf_gs.atomic import atomic_dir, write_json_atomic
 from pcf_gs.config import Config, apply_overrides
 from pcf_gs.data.scene import ClassTable
 from pcf_gs.errors import UserError
-from pcf_gs.lift.model import render_features, render_rgb
+from pcf_gs.lift.model import activated_geometry, render_features, render_rgb
 from pcf_gs.lift.run import Run
 from pcf_gs.progress import progress_bar
 from pcf_gs.segment.gaussian_labels import (
@@ -119,6 +119,34 @@ class GaussianClasses:
         return feats["semantics"].argmax(-1)
 
 
+@torch.no_grad()
+def render_view_inputs(run: Run, i: int, cfg: Config, classes: GaussianClasses) -> dict:
+    """View i's embedding and classes from one render: mu, var [H, W, E], ``classes`` [H, W] (argmax of the
+    blended per-Gaussian class probabilities: ``classes.voted``, else the semantic head's softmax) and ``meta``
+    (a CPU render's projection and tile lists, for :func:`pcf_gs.render.rasterize.pixel_contributions`; None
+    on gsplat).
+
+    The channels of :func:`~pcf_gs.lift.model.render_features` (``semantic_probs``, no slow copies) with the
+    voted probabilities in the class channels: equal, value for value, to :func:`render_view_features` then
+    :meth:`GaussianClasses.pixel_classes`, which take two renders (tests/segment/test_streaming.py)."""
+    from pcf_gs.lift.pp_kernel import activate_var
+    from pcf_gs.render import rasterize
+
+    p = run.params
+    prob = run.spec.embedding == "probabilistic"
+    probs = classes.voted if classes.voted is not None else torch.softmax(p["semantics"], dim=1)
+    cols = torch.cat([probs, p["inst_mu"]] + ([p["inst_var"]] if prob else []), dim=1).detach()
+    means, quats, scales, opac = activated_geometry(p, detach=True)
+    vm, K = run.view(i)
+    out, _, meta = rasterize(means, quats, scales, opac, cols, vm, K, run.width, run.height,
+                             backend=cfg.render.backend, eps2d=cfg.render.eps2d)
+    out = out[0]
+    C, E = probs.shape[1], p["inst_mu"].shape[1]
+    mu = out[..., C : C + E]
+    var = activate_var(out[..., C + E :], run.spec.var_floor) if prob else torch.full_like(mu, run.spec.deterministic_var)
+    return {"mu": mu, "var": var, "classes": out[..., :C].argmax(-1), "meta": meta if "cpu_bins" in meta else None}
+
+
 def view_chunks(ids: list[int], size: int):
     """``ids`` in consecutive chunks of at most ``size`` views (``segment.chunk_views``)."""
     for k in range(0, len(ids), max(1, size)):
@@ -136,13 +164,14 @@ def mask_pixels(run: Run, scene, cfg: Config, progress: bool = True, classes: Ga
     with progress_bar("embed train views", len(run.train_ids), enabled=progress) as adv:
         for chunk in view_chunks(list(run.train_ids), cfg.segment.chunk_views):
             for i in chunk:
-                f = render_view_features(run, i, cfg)
+                # with the classes at hand, one render gives the classes too (``thing``)
+                f = render_view_inputs(run, i, cfg, classes) if classes is not None else render_view_features(run, i, cfg)
                 fr = scene.frames[i]
                 m = torch.from_numpy(fr.instances > 0)
                 if fr.valid is not None:
                     m &= torch.from_numpy(fr.valid)
                 if thing_only:
-                    m &= is_thing[classes.pixel_classes(run, i, f, cfg)]
+                    m &= is_thing[f["classes"]]
                 yield f["mu"][m], f["var"][m], torch.from_numpy(fr.instances.astype(np.int64))[m]
                 adv()
 
@@ -254,13 +283,16 @@ def label_views(run: Run, ids: list[int], out: Path, protos: Prototypes, classes
         (out / d).mkdir()
     with progress_bar("segment views", len(ids), enabled=progress) as adv:
         for i in ids:
-            f = render_view_features(run, i, cfg, rgb=True)
-            sem = classes.pixel_classes(run, i, f, cfg)
+            f = render_view_inputs(run, i, cfg, classes)
+            sem = f["classes"]
             ins = instance_map(f, sem, protos, is_thing)
             name = run.frames[i]
             cv2.imwrite(str(out / "pred_semantics" / f"{name}.png"), sem.numpy().astype(np.uint16))
             cv2.imwrite(str(out / "pred_surrogateid" / f"{name}.png"), ins.numpy().astype(np.uint16))
-            vis = colorize(sem.numpy(), ins.numpy(), f["rgb"].clamp(0, 1).numpy(), palette, is_thing)
+            vm, K = run.view(i)
+            rgb = render_rgb(run.params, vm, K, run.width, run.height, run.spec.sh_degree, backend=cfg.render.backend,
+                             eps2d=cfg.render.eps2d)[0][0]
+            vis = colorize(sem.numpy(), ins.numpy(), rgb.clamp(0, 1).numpy(), palette, is_thing)
             cv2.imwrite(str(out / "vis" / f"{name}.png"), vis[:, :, ::-1])
             adv()
 
@@ -281,13 +313,13 @@ def label_gaussians(run: Run, protos: Prototypes, classes: GaussianClasses, is_t
         with progress_bar("vote Gaussian labels", len(run.train_ids), enabled=progress) as adv:
             for chunk in view_chunks(list(run.train_ids), cfg.segment.chunk_views):
                 for i in chunk:
-                    f = render_view_features(run, i, cfg)
-                    sem = classes.pixel_classes(run, i, f, cfg)
-                    th = torch.from_numpy(is_thing)[sem]
-                    lab = P + sem
+                    f = render_view_inputs(run, i, cfg, classes)
+                    th = torch.from_numpy(is_thing)[f["classes"]]
+                    lab = P + f["classes"]
                     if bool(th.any()):
                         lab[th] = protos.assign(f["mu"][th], f["var"][th])[0]
-                    add_view_votes(table, run, i, lab, cfg.render.backend, cfg.render.eps2d)
+                    # the blending weights from the same render's projection and tile lists
+                    add_view_votes(table, run, i, lab, cfg.render.backend, cfg.render.eps2d, reuse=f["meta"])
                     adv()
                 table.fold()  # the chunk's votes into the table: the buffer never holds more than a chunk
         vote = table.argmax()

@@ -217,6 +217,22 @@ def test_pixel_votes_equal_gradient_votes():
 
 # ---- the whole pipeline ----
 
+def test_one_render_gives_what_two_gave():
+    """render_view_inputs (embedding and classes in one render) equals render_view_features + pixel_classes."""
+    import pcf_gs.segment.pipeline as pl
+
+    run, scene = small_scene(views=4)
+    for semantics in ("vote", "learned"):
+        run.config.segment.semantics = semantics
+        classes = pl.gaussian_classes(run, scene, run.config)
+        for i in range(3):
+            f = pl.render_view_features(run, i, run.config)
+            g = pl.render_view_inputs(run, i, run.config, classes)
+            assert torch.equal(g["mu"], f["mu"]) and torch.equal(g["var"], f["var"])
+            assert torch.equal(g["classes"], classes.pixel_classes(run, i, f, run.config))
+            assert g["meta"] is not None
+
+
 def test_streamed_segment_equals_the_dense_pipeline(tmp_path, monkeypatch):
     """Prototypes, pixel labels and Gaussian labels of ``segment_scene`` (streamed in chunks of 3 views,
     indexed MVOA even with few prototypes, sparse votes) equal the pre-streaming computation's."""
