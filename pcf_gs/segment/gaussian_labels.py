@@ -89,6 +89,12 @@ class VoteTable:
         self._keys.append(gaussians.long() * self.L + labels.long())
         self._vals.append(weights.float())
 
+    def absorb(self, other: "VoteTable") -> None:
+        """Buffer another table's sums (a table of the same Gaussians and labels, e.g. another process's)."""
+        other.fold()
+        self._keys.append(other.keys)
+        self._vals.append(other.vals)
+
     def buffered(self) -> int:
         """Triples waiting for :meth:`fold`."""
         return sum(len(k) for k in self._keys)
@@ -180,7 +186,8 @@ def gaussian_labels_vote(run: Run, view_labels, num_labels: int, backend, eps2d)
     return table.argmax()
 
 
-def gaussian_semantics_vote(run: Run, scene, backend, eps2d) -> torch.Tensor:
+def gaussian_semantics_vote(run: Run, scene, backend, eps2d, views: list[int] | None = None,
+                            reduce=None) -> torch.Tensor:
     """Per-Gaussian class probabilities [N, C] from the training views' 2D classes (``segment.semantics=vote``).
 
     Each Gaussian takes the distribution of the classes of the pixels it blends into, weighted by
@@ -188,11 +195,14 @@ def gaussian_semantics_vote(run: Run, scene, backend, eps2d) -> torch.Tensor:
     sees keep the semantic head's softmax. The 2D confidences are not used: weighting by them cost
     13 points of foreground IoU on a synthetic scene (confidence is lower on thing pixels than on the
     room, so it tilts mixed Gaussians towards stuff).
+
+    ``views``: the frame ids to vote from (default: the training views); ``reduce``: applied to the
+    votes [N, C] before they are normalised (the sum over processes of a distributed ``segment``).
     """
     C = scene.classes.num_classes
 
     def labels():  # one view's map at a time
-        for i in run.train_ids:
+        for i in run.train_ids if views is None else views:
             fr = scene.frames[i]
             lab = torch.from_numpy(fr.semantics.astype(np.int64))
             if fr.valid is not None:
@@ -200,6 +210,8 @@ def gaussian_semantics_vote(run: Run, scene, backend, eps2d) -> torch.Tensor:
             yield i, lab
 
     votes = blend_votes(run, labels(), C, backend, eps2d)
+    if reduce is not None:
+        votes = reduce(votes)
     total = votes.sum(1, keepdim=True)
     probs = torch.softmax(run.params["semantics"].detach(), 1)
     seen = total[:, 0] > 0

@@ -96,6 +96,13 @@ class NodeBuilder:
         self._parts["label"].append(uniq[keep])
         self._parts["size"].append(cnt[keep])
 
+    def absorb(self, other: "NodeBuilder") -> None:
+        """Append another builder's nodes (views after this one's: another process's share)."""
+        for k in _NODE_FIELDS:
+            self._parts[k] += other._parts[k]
+        if self._dim is None:
+            self._dim = other._dim
+
     def nodes(self) -> Nodes:
         if not self._parts["mu"]:
             z = torch.zeros(0, self._dim if self._dim is not None else 3)
@@ -414,19 +421,29 @@ class PrototypeIndex:
 
 class PixelSample:
     """A uniform random sample (without replacement) of at most ``size`` rows from a stream of (mu, var)
-    batches, in O(size) memory: every row draws a uniform key, the sample is the rows of the smallest keys.
-    The sample depends on ``seed`` and the sequence of batches."""
+    batches, in O(size) memory: every row draws a uniform key, the sample is the rows of the smallest
+    keys (in key order; all rows in arrival order while there are no more than ``size``). Batch v's keys
+    come from a generator seeded by (``seed``, v), so the sample of a stream split among processes and
+    merged (:meth:`absorb`, in stream order) is the sample of the whole stream."""
 
     def __init__(self, size: int, seed: int = 0):
         self.size = int(size)
-        self._gen = torch.Generator().manual_seed(seed)
+        self.seed = int(seed)
         self._keys = torch.zeros(0, dtype=torch.float64)
         self._mu: torch.Tensor | None = None
         self._var: torch.Tensor | None = None
 
-    def add(self, mu: torch.Tensor, var: torch.Tensor) -> None:
-        """Offer rows mu, var [n, E]."""
-        keys = torch.rand(mu.shape[0], generator=self._gen, dtype=torch.float64)
+    def add(self, mu: torch.Tensor, var: torch.Tensor, batch: int) -> None:
+        """Offer rows mu, var [n, E] as batch number ``batch`` of the stream (e.g. the view index)."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + batch)
+        self._take(torch.rand(mu.shape[0], generator=g, dtype=torch.float64), mu, var)
+
+    def absorb(self, other: "PixelSample") -> None:
+        """Merge another sample of the same size (of batches after this one's)."""
+        if other._mu is not None:
+            self._take(other._keys, other._mu, other._var)
+
+    def _take(self, keys: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> None:
         if self._mu is None:
             self._mu, self._var = mu[:0], var[:0]
         keys = torch.cat([self._keys, keys])

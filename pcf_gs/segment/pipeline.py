@@ -49,6 +49,7 @@ from pcf_gs.errors import UserError
 from pcf_gs.lift.model import activated_geometry, render_features, render_rgb
 from pcf_gs.lift.run import Run
 from pcf_gs.progress import progress_bar
+from pcf_gs.segment.distributed import Group
 from pcf_gs.segment.gaussian_labels import (
     VoteTable,
     add_view_votes,
@@ -153,16 +154,18 @@ def view_chunks(ids: list[int], size: int):
         yield ids[k : k + size]
 
 
-def mask_pixels(run: Run, scene, cfg: Config, progress: bool = True, classes: GaussianClasses | None = None):
+def mask_pixels(run: Run, scene, cfg: Config, progress: bool = True, classes: GaussianClasses | None = None,
+                views: list[int] | None = None):
     """Yield (mu [M_v, E], var [M_v, E], 2D instance ids [M_v]) of each training view's 2D instance-mask
     pixels (valid pixels only), rendering one view at a time; with ``segment.node_pixels=thing`` only those
-    whose class by ``classes`` (required then) is a thing."""
+    whose class by ``classes`` (required then) is a thing. ``views``: those frame ids instead of the training views."""
     thing_only = cfg.segment.node_pixels == "thing"
     if thing_only and classes is None:
         raise ValueError("node_pixels=thing needs the per-Gaussian classes")
     is_thing = torch.from_numpy(scene.classes.is_thing_array())
-    with progress_bar("embed train views", len(run.train_ids), enabled=progress) as adv:
-        for chunk in view_chunks(list(run.train_ids), cfg.segment.chunk_views):
+    views = list(run.train_ids) if views is None else views
+    with progress_bar("embed train views", len(views), enabled=progress) as adv:
+        for chunk in view_chunks(views, cfg.segment.chunk_views):
             for i in chunk:
                 # with the classes at hand, one render gives the classes too (``thing``)
                 f = render_view_inputs(run, i, cfg, classes) if classes is not None else render_view_features(run, i, cfg)
@@ -193,9 +196,9 @@ class NodeCollector:
     MVOA nodes (:class:`~pcf_gs.segment.mvoa.NodeBuilder`, 2E + 4 numbers per 2D mask), or for HDBSCAN a
     uniform sample of at most ``segment.hdbscan_samples`` mask pixels (:class:`~pcf_gs.segment.mvoa.PixelSample`)."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, first_view: int = 0):
         sc = cfg.segment
-        self.views = 0
+        self.views = first_view  # index (among the training views) of the next view added
         self.builder = NodeBuilder(sc.min_pixels) if sc.clustering == "mvoa" else None
         self.sample = None if self.builder else PixelSample(sc.hdbscan_samples, seed=cfg.seed)
 
@@ -204,17 +207,33 @@ class NodeCollector:
         if self.builder is not None:
             self.builder.add(self.views, mu, var, ids)
         else:
-            self.sample.add(mu, var)
+            self.sample.add(mu, var, self.views)
         self.views += 1
 
+    def absorb(self, other: "NodeCollector") -> None:
+        """Append another collector's views (the views after this one's: another process's share)."""
+        if self.builder is not None:
+            self.builder.absorb(other.builder)
+        else:
+            self.sample.absorb(other.sample)
+        self.views = other.views
 
-def collect_nodes(run: Run, scene, cfg: Config, progress: bool = True,
-                  classes: GaussianClasses | None = None) -> NodeCollector:
-    """Step 1: every training view's :func:`mask_pixels`, reduced as they are rendered."""
-    nodes = NodeCollector(cfg)
-    for mu, var, ids in mask_pixels(run, scene, cfg, progress, classes):
+
+def collect_nodes(run: Run, scene, cfg: Config, progress: bool = True, classes: GaussianClasses | None = None,
+                  group: Group | None = None) -> NodeCollector | None:
+    """Step 1: every training view's :func:`mask_pixels`, reduced as they are rendered. On several processes
+    (``group``) each takes its share of the views; rank 0 gets them all in view order, the others None."""
+    group = group or Group()
+    views, first = group.share(list(run.train_ids))
+    nodes = NodeCollector(cfg, first)
+    for mu, var, ids in mask_pixels(run, scene, cfg, progress, classes, views):
         nodes.add(mu, var, ids)
-    return nodes
+    parts = group.gather(nodes)
+    if parts is None:
+        return None
+    for other in parts[1:]:
+        parts[0].absorb(other)
+    return parts[0]
 
 
 def find_prototypes(emb: NodeCollector | MaskEmbeddings, cfg: Config) -> Prototypes:
@@ -236,10 +255,13 @@ def find_prototypes(emb: NodeCollector | MaskEmbeddings, cfg: Config) -> Prototy
     return Prototypes(mu, var, [None] * len(mu), {})
 
 
-def gaussian_classes(run: Run, scene, cfg: Config) -> GaussianClasses:
-    """Per-Gaussian classes: the training views' 2D classes voted (``vote``) or the semantic head (``learned``)."""
+def gaussian_classes(run: Run, scene, cfg: Config, group: Group | None = None) -> GaussianClasses:
+    """Per-Gaussian classes: the training views' 2D classes voted (``vote``) or the semantic head (``learned``).
+    On several processes (``group``) each votes from its share of the views and the votes are summed."""
     if cfg.segment.semantics == "vote":
-        probs = gaussian_semantics_vote(run, scene, cfg.render.backend, cfg.render.eps2d)
+        group = group or Group()
+        probs = gaussian_semantics_vote(run, scene, cfg.render.backend, cfg.render.eps2d,
+                                        views=group.share(list(run.train_ids))[0], reduce=group.all_sum)
         return GaussianClasses(probs.clamp_min(1e-12).log(), probs)
     return GaussianClasses(run.params["semantics"].detach(), None)
 
@@ -280,7 +302,7 @@ def label_views(run: Run, ids: list[int], out: Path, protos: Prototypes, classes
     OUT/pred_surrogateid/<frame>.png (instance = prototype index + 1, 0 = stuff), both uint16,
     and OUT/vis/<frame>.png (:func:`colorize`)."""
     for d in ("pred_semantics", "pred_surrogateid", "vis"):
-        (out / d).mkdir()
+        (out / d).mkdir(exist_ok=True)  # on several processes, each labels its share into the same folders
     with progress_bar("segment views", len(ids), enabled=progress) as adv:
         for i in ids:
             f = render_view_inputs(run, i, cfg, classes)
@@ -298,9 +320,11 @@ def label_views(run: Run, ids: list[int], out: Path, protos: Prototypes, classes
 
 
 def label_gaussians(run: Run, protos: Prototypes, classes: GaussianClasses, is_thing: np.ndarray, mode: str,
-                    cfg: Config, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                    cfg: Config, progress: bool = False, group: Group | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Step 4: (instance ids [N] int32, 0 = stuff / none; class ids [N]) per Gaussian, by ``mode``
-    ("vote" or "direct", see the module docstring)."""
+    ("vote" or "direct", see the module docstring). On several processes (``group``) each votes from its
+    share of the views; rank 0 sums the votes and returns the labels, the others None."""
+    group = group or Group()
     sem_g = classes.logits.argmax(1).numpy()
     thing_g = is_thing[sem_g]
     N = len(sem_g)
@@ -310,8 +334,9 @@ def label_gaussians(run: Run, protos: Prototypes, classes: GaussianClasses, is_t
         # (its own logits alone left ghosts of objects behind on removal)
         P, C = len(protos), len(is_thing)
         table = VoteTable(N, P + C)
-        with progress_bar("vote Gaussian labels", len(run.train_ids), enabled=progress) as adv:
-            for chunk in view_chunks(list(run.train_ids), cfg.segment.chunk_views):
+        views = group.share(list(run.train_ids))[0]
+        with progress_bar("vote Gaussian labels", len(views), enabled=progress) as adv:
+            for chunk in view_chunks(views, cfg.segment.chunk_views):
                 for i in chunk:
                     f = render_view_inputs(run, i, cfg, classes)
                     th = torch.from_numpy(is_thing)[f["classes"]]
@@ -322,8 +347,13 @@ def label_gaussians(run: Run, protos: Prototypes, classes: GaussianClasses, is_t
                     add_view_votes(table, run, i, lab, cfg.render.backend, cfg.render.eps2d, reuse=f["meta"])
                     adv()
                 table.fold()  # the chunk's votes into the table: the buffer never holds more than a chunk
+        tables = group.gather(table)
+        if tables is None:
+            return None
+        for other in tables[1:]:
+            table.absorb(other)
         vote = table.argmax()
-        del table
+        del table, tables
         seen = vote >= 0
         best = np.full(N, -1, dtype=np.int64)  # the direct prototype, for the Gaussians no pixel sees
         if not seen.all():
@@ -335,6 +365,8 @@ def label_gaussians(run: Run, protos: Prototypes, classes: GaussianClasses, is_t
         thing_logits = classes.logits.masked_fill(~torch.from_numpy(is_thing)[None], float("-inf"))
         sem_g[voted_thing] = thing_logits.argmax(1).numpy()[voted_thing]
         thing_g = is_thing[sem_g]
+    elif not group.is_main:
+        return None
     elif len(protos):
         best, _ = gaussian_labels_direct(run.params, run.spec, protos.mu, protos.var)
     else:
@@ -389,12 +421,14 @@ def run_segment(
     gaussian_labels: str = "vote",
     progress: bool = True,
     export_formats: list[str] | None = None,
-) -> dict:
+    distributed: bool = False,
+) -> dict | None:
     """Segment run directory ``run_dir`` into ``out`` (replaced atomically); returns what OUT/segment.json holds
     (with ``seconds``: wall time per stage: load, classes, render_nodes, clustering, label_views,
     label_gaussians, export). ``export_formats`` (e.g. ["spz", "glb"]): also write the exported tree
     in those formats (:func:`pcf_gs.splats.export.export_formats`); implies ``export_ply``, whose PLY
-    files are always kept."""
+    files are always kept. ``distributed``: one of the processes ``torchrun`` started, each taking a share
+    of the views (:mod:`pcf_gs.segment.distributed`); rank 0 returns the info, the others None."""
     from pcf_gs.data import load_scene
 
     if export_formats:
@@ -403,47 +437,72 @@ def run_segment(
         parse_formats(",".join(export_formats))  # a bad name fails before any work
         export_ply = True
 
-    clock = _StageClock()
-    run = Run.load(run_dir)
-    cfg = apply_overrides(run.config, overrides)
-    if clustering:
-        cfg.segment.clustering = clustering
-    root = Path(data) if data else run.root
-    if not root.exists():
-        raise UserError("the run's data folder is gone; pass --data DATA", root)
-    # no ground truth: segment never reads it, and every view's maps would stay in memory
-    scene = load_scene(root, dataclasses.replace(cfg.data, load_ground_truth=False), progress=progress)
-    if [f.name for f in scene.frames] != run.frames:
-        raise UserError("frames differ from the ones the run was trained on", root)
-    clock.lap("load")
-    return segment_scene(run, scene, cfg, out, split, export_ply, gaussian_labels, progress, export_formats,
-                         run_name=str(run_dir), clock=clock)
+    group = Group()
+    if distributed:
+        from pcf_gs.segment.distributed import init_group
+
+        group = init_group()
+    try:
+        clock = _StageClock()
+        run = Run.load(run_dir)
+        cfg = apply_overrides(run.config, overrides)
+        if clustering:
+            cfg.segment.clustering = clustering
+        root = Path(data) if data else run.root
+        if not root.exists():
+            raise UserError("the run's data folder is gone; pass --data DATA", root)
+        # no ground truth: segment never reads it, and every view's maps would stay in memory
+        scene = load_scene(root, dataclasses.replace(cfg.data, load_ground_truth=False),
+                           progress=progress and group.is_main)
+        if [f.name for f in scene.frames] != run.frames:
+            raise UserError("frames differ from the ones the run was trained on", root)
+        clock.lap("load")
+        return segment_scene(run, scene, cfg, out, split, export_ply, gaussian_labels, progress, export_formats,
+                             run_name=str(run_dir), clock=clock, group=group)
+    finally:
+        if distributed:
+            from pcf_gs.segment.distributed import close_group
+
+            close_group(group)
 
 
 def segment_scene(run: Run, scene, cfg: Config, out: Path, split: str = "test", export_ply: bool = False,
                   gaussian_labels: str = "vote", progress: bool = True, export_formats: list[str] | None = None,
-                  run_name: str = "", clock: _StageClock | None = None) -> dict:
+                  run_name: str = "", clock: _StageClock | None = None, group: Group | None = None) -> dict | None:
     """:func:`run_segment` on a loaded run and scene (the scene's frames must be the run's): writes ``out``
-    (replaced atomically) and returns what OUT/segment.json holds."""
+    (replaced atomically) and returns what OUT/segment.json holds. With a ``group`` of processes, every one
+    calls this with the same arguments; rank 0 writes ``out``'s shared files and returns, the others None."""
     clock = clock or _StageClock()
+    group = group or Group()
+    progress = progress and group.is_main
     is_thing = scene.classes.is_thing_array()
     ids_out = run.split_ids(split)
-    classes = gaussian_classes(run, scene, cfg)
+    classes = gaussian_classes(run, scene, cfg, group)
     clock.lap("classes")
-    nodes = collect_nodes(run, scene, cfg, progress, classes)
+    nodes = collect_nodes(run, scene, cfg, progress, classes, group)
     clock.lap("render_nodes")
-    protos = find_prototypes(nodes, cfg)
+    found = None
+    if group.is_main:
+        protos = find_prototypes(nodes, cfg)
+        found = (protos.mu, protos.var, protos.scores, protos.info)
     del nodes
+    protos = Prototypes(*group.broadcast(found))
     clock.lap("clustering")
     info: dict = {"clustering": cfg.segment.clustering, **protos.info, "prototypes": int(len(protos))}
     palette = distinct_colors(len(protos) + 1)
     info["semantics"] = cfg.segment.semantics
+    if group.world > 1:
+        info["processes"] = group.world
 
-    with atomic_dir(out, overwrite=True) as tmp:
-        label_views(run, ids_out, tmp, protos, classes, is_thing, palette, cfg, progress)
+    def write(tmp: Path) -> None:
+        label_views(run, group.share(ids_out)[0], tmp, protos, classes, is_thing, palette, cfg, progress)
+        group.barrier()  # every process's label maps are in before rank 0 may rename the folder
         clock.lap("label_views")
-        inst_g, sem_g = label_gaussians(run, protos, classes, is_thing, gaussian_labels, cfg, progress)
+        labels = label_gaussians(run, protos, classes, is_thing, gaussian_labels, cfg, progress, group)
         clock.lap("label_gaussians")
+        if labels is None:
+            return
+        inst_g, sem_g = labels
         info["gaussian_labels"] = gaussian_labels
         exported = write_gaussian_labels(run, tmp, inst_g, sem_g, protos, palette, scene.classes, export_ply)
         if export_formats:
@@ -458,4 +517,11 @@ def segment_scene(run: Run, scene, cfg: Config, out: Path, split: str = "test", 
             info["objects_exported"] = exported
         info.update(split=split, frames=len(ids_out), run=run_name, seconds=clock.laps)
         write_json_atomic(tmp / "segment.json", info)
+
+    if not group.is_main:
+        write(Path(group.broadcast(None)))  # into rank 0's temporary folder
+        return None
+    with atomic_dir(out, overwrite=True) as tmp:
+        group.broadcast(str(tmp))
+        write(tmp)
     return info

@@ -147,17 +147,24 @@ def test_adaptive_threshold_groups_views_as_masks_did():
 
 
 def test_pixel_sample_is_bounded_uniform_and_made_of_offered_rows():
-    s = PixelSample(500, seed=3)
     rows = torch.arange(20000, dtype=torch.float32)
-    for part in rows.split(777):
-        s.add(part[:, None].repeat(1, 3), torch.ones(len(part), 3))
+    parts = list(rows.split(777))
+    s = PixelSample(500, seed=3)
+    for v, part in enumerate(parts):
+        s.add(part[:, None].repeat(1, 3), torch.ones(len(part), 3), batch=v)
     mu, var = s.tensors()
     assert mu.shape == (500, 3) and var.shape == (500, 3)
     picked = mu[:, 0].long()
     assert len(torch.unique(picked)) == 500 and bool((mu[:, 0] == mu[:, 1]).all())
     assert 7000 < float(picked.float().mean()) < 13000  # uniform over 0..19999, mean 10000 (sd ~260)
+    # the stream split in two (two processes) and merged: the same sample, in the same order
+    a, b = PixelSample(500, seed=3), PixelSample(500, seed=3)
+    for v, part in enumerate(parts):
+        (a if v < 9 else b).add(part[:, None].repeat(1, 3), torch.ones(len(part), 3), batch=v)
+    a.absorb(b)
+    assert torch.equal(a.tensors()[0], mu)
     small = PixelSample(10)
-    small.add(torch.ones(4, 2), torch.ones(4, 2))
+    small.add(torch.ones(4, 2), torch.ones(4, 2), batch=0)
     assert small.tensors()[0].shape == (4, 2) and PixelSample(5).tensors()[0].shape == (0, 3)
 
 
