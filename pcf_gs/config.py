@@ -220,8 +220,8 @@ class SegmentConfig:
     chunk_views: Annotated[int, Range(ge=1)] = 8
     """Views per chunk in segment's passes over the views (docs/scale.md): each view is rendered and reduced (to
     node statistics, or to votes), and a chunk's votes are buffered, then folded into the per-Gaussian table.
-    The buffer, about chunk_views x pixels x Gaussians per pixel x 16 bytes, is what this bounds: peak memory
-    grows with it, never with the number of views (1,000 views at 128 px and 10^5 Gaussians: docs/benchmarks.md)."""
+    The buffer, about chunk_views x pixels x Gaussians per pixel x 12 bytes (17 MB per view at 256^2), is what
+    this bounds: peak memory grows with it, never with the number of views (docs/scale.md, docs/benchmarks.md)."""
 
 
 @dataclass

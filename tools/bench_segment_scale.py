@@ -233,8 +233,10 @@ def run_cell(cell: dict) -> dict:
 
         import pcf_gs.segment.pipeline as pl
 
+        from pcf_gs.config import apply_overrides
+
         run, scene = synthetic_scene(int(cell["gaussians"]), int(cell["views"]), int(cell["size"]))
-        cfg = run.config
+        cfg = apply_overrides(run.config, cell.get("sets") or [])
         cfg.render.backend = "cpu"
         out = _setup_done(t0)
         m = _Meter()
@@ -261,7 +263,8 @@ def _setup_done(t0: float) -> dict:
 def cell_name(cell: dict) -> str:
     if cell["kind"] == "mvoa":
         return f"mvoa_n{int(cell['nodes'])}"
-    return f"seg_v{int(cell['views'])}_g{int(cell['gaussians'])}_s{int(cell['size'])}"
+    sets = "".join(f"_{x.replace('segment.', '').replace('=', '')}" for x in cell.get("sets") or [])
+    return f"seg_v{int(cell['views'])}_g{int(cell['gaussians'])}_s{int(cell['size'])}{sets}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", default="1e4,1e5,1e6", help="MVOA alone")
     ap.add_argument("--size", type=int, default=64, help="image side (pixels)")
     ap.add_argument("--only", choices=("views", "gaussians", "mvoa"), action="append", default=None)
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="setting for the segment cells (e.g. segment.chunk_views=1); names the cells")
     ap.add_argument("--code", type=Path, default=None, help="run the cells against the pcf_gs of this checkout")
     ap.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per cell")
     ap.add_argument("--cell", default=None, help=argparse.SUPPRESS)  # internal: measure one cell, print JSON
@@ -288,17 +293,17 @@ def main(argv: list[str] | None = None) -> int:
     only = set(a.only or ("views", "gaussians", "mvoa"))
     cells = []
     if "views" in only:
-        cells += [{"kind": "segment", "views": int(v), "gaussians": int(a.base_gaussians), "size": a.size}
-                  for v in a.views.split(",")]
+        cells += [{"kind": "segment", "views": int(v), "gaussians": int(a.base_gaussians), "size": a.size,
+                   "sets": a.sets} for v in a.views.split(",")]
     if "gaussians" in only:
-        cells += [{"kind": "segment", "views": a.base_views, "gaussians": int(float(g)), "size": a.size}
-                  for g in a.gaussians.split(",")]
+        cells += [{"kind": "segment", "views": a.base_views, "gaussians": int(float(g)), "size": a.size,
+                   "sets": a.sets} for g in a.gaussians.split(",")]
     if "mvoa" in only:
         cells += [{"kind": "mvoa", "nodes": int(float(n))} for n in a.nodes.split(",")]
     a.out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
     env["PYTHONPATH"] = str((a.code or Path(__file__).resolve().parents[1]).resolve())
-    console = Console()
+    console = Console(width=200)
     results = {}
     for cell in cells:
         name = cell_name(cell)
@@ -322,14 +327,17 @@ def main(argv: list[str] | None = None) -> int:
 
     seg = [r for r in results.values() if r["cell"]["kind"] == "segment"]
     if seg:
-        t = Table(title=f"segment: wall s (CPU s) and peak RSS GiB per stage; {a.size}x{a.size} images, 1 thread")
-        for c in ("views", "Gaussians", "nodes", "protos", *STAGES, "total s", "s / view", "peak GiB"):
+        short = {"classes": "classes", "render_nodes": "nodes", "clustering": "cluster", "label_views": "label views",
+                 "label_gaussians": "votes", "export": "export"}
+        t = Table(title=f"segment: CPU s per stage, wall s, peak RSS (GiB, max over stages); {a.size}x{a.size} images, 1 thread")
+        for c in ("views", "Gaussians", "settings", "nodes", "protos", *[short[s] for s in STAGES], "CPU s", "wall s",
+                  "CPU s / view", "peak GiB"):
             t.add_column(c, justify="right")
         for r in seg:
             c, st = r["cell"], r["stages"]
-            t.add_row(str(c["views"]), f"{c['gaussians']:.0e}", str(r["nodes"]), str(r["prototypes"]),
-                      *[f"{st[s]['wall_s']:.0f} ({st[s]['cpu_s']:.0f}) {st[s]['peak_gib']:.2f}" for s in STAGES],
-                      f"{r['wall_s']:.0f} ({r['cpu_s']:.0f})", f"{r['cpu_s'] / c['views']:.2f}", f"{r['peak_gib']:.2f}")
+            t.add_row(str(c["views"]), f"{c['gaussians']:.0e}", " ".join(c.get("sets") or []), str(r["nodes"]),
+                      str(r["prototypes"]), *[f"{st[s]['cpu_s']:.1f}" for s in STAGES], f"{r['cpu_s']:.0f}",
+                      f"{r['wall_s']:.0f}", f"{r['cpu_s'] / c['views']:.2f}", f"{r['peak_gib']:.2f}")
         console.print(t)
     mv = [r for r in results.values() if r["cell"]["kind"] == "mvoa"]
     if mv:
