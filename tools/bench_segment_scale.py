@@ -12,7 +12,8 @@ Every cell runs in its own process (one thread: torch, numba, BLAS), which repor
   includes what stays resident (the model, the scene's label maps);
 - the RSS after building the inputs, and the whole process's peak.
 
-Cells are cached in OUT/<cell>.json, so a rerun continues where it stopped. Prints a table and writes JSON.
+Cells are cached in OUT/<cell>.json, so a rerun continues where it stopped; the table and the JSON
+hold every cell in OUT.
 
     python tools/bench_segment_scale.py --out /tmp/bench_seg --json docs/bench_segment_scale.json
     python tools/bench_segment_scale.py --only mvoa --nodes 1e4,1e5 --code /path/to/other/checkout  # another version
@@ -325,17 +326,23 @@ def main(argv: list[str] | None = None) -> int:
         f.write_text(json.dumps(r, indent=1))
         results[name] = r
 
+    for f in sorted(a.out.glob("*.json")):  # every cell measured into OUT, also by earlier invocations
+        results.setdefault(f.stem, json.loads(f.read_text()))
+    order = {"mvoa": 2}
+    results = dict(sorted(results.items(), key=lambda kv: (
+        order.get(kv[1]["cell"]["kind"], 0), kv[1]["cell"].get("size", 0), bool(kv[1]["cell"].get("sets")),
+        kv[1]["cell"].get("gaussians", 0), kv[1]["cell"].get("views", 0), kv[1]["cell"].get("nodes", 0), kv[0])))
     seg = [r for r in results.values() if r["cell"]["kind"] == "segment"]
     if seg:
         short = {"classes": "classes", "render_nodes": "nodes", "clustering": "cluster", "label_views": "label views",
                  "label_gaussians": "votes", "export": "export"}
-        t = Table(title=f"segment: CPU s per stage, wall s, peak RSS (GiB, max over stages); {a.size}x{a.size} images, 1 thread")
-        for c in ("views", "Gaussians", "settings", "nodes", "protos", *[short[s] for s in STAGES], "CPU s", "wall s",
+        t = Table(title="segment: CPU s per stage, wall s, peak RSS (GiB, max over stages); 1 thread")
+        for c in ("views", "Gaussians", "px", "settings", "nodes", "protos", *[short[s] for s in STAGES], "CPU s", "wall s",
                   "CPU s / view", "peak GiB"):
             t.add_column(c, justify="right")
         for r in seg:
             c, st = r["cell"], r["stages"]
-            t.add_row(str(c["views"]), f"{c['gaussians']:.0e}", " ".join(c.get("sets") or []), str(r["nodes"]),
+            t.add_row(str(c["views"]), f"{c['gaussians']:.0e}", str(c["size"]), " ".join(c.get("sets") or []), str(r["nodes"]),
                       str(r["prototypes"]), *[f"{st[s]['cpu_s']:.1f}" for s in STAGES], f"{r['cpu_s']:.0f}",
                       f"{r['wall_s']:.0f}", f"{r['cpu_s'] / c['views']:.2f}", f"{r['peak_gib']:.2f}")
         console.print(t)
