@@ -155,25 +155,25 @@ def _add_view_votes_grad(table: VoteTable, means, quats, scales, opac, vm, K, W,
     """:func:`add_view_votes` by rendering one-hot colours and taking their gradient (any backend)."""
     from pcf_gs.render import rasterize
 
-    N = means.shape[0]
+    N, dev = means.shape[0], means.device
+    labels = labels.to(dev)
     present = torch.unique(labels[labels >= 0])
     step = max(1, budget // max(N, 1))
     for c0 in range(0, len(present), step):
-        chunk = present[c0 : c0 + step].to(labels.device)
-        local = torch.full((int(present.max()) + 1,), -1, dtype=torch.long, device=labels.device)
-        local[chunk] = torch.arange(len(chunk), device=labels.device)
+        chunk = present[c0 : c0 + step]
+        local = torch.full((int(present.max()) + 1,), -1, dtype=torch.long, device=dev)
+        local[chunk] = torch.arange(len(chunk), device=dev)
         lab = torch.where(labels >= 0, local[labels.clamp_min(0)], -1)
-        colors = torch.zeros(N, len(chunk), device=means.device, requires_grad=True)
+        colors = torch.zeros(N, len(chunk), device=dev, requires_grad=True)
         with torch.enable_grad():
-            img, _, _ = rasterize(means, quats, scales, opac, colors, vm.to(means.device), K.to(means.device), W, H,
+            img, _, _ = rasterize(means, quats, scales, opac, colors, vm.to(dev), K.to(dev), W, H,
                                   backend=backend, eps2d=eps2d)
-            onehot = torch.zeros(H, W, len(chunk), device=means.device)
+            onehot = torch.zeros(H, W, len(chunk), device=dev)
             valid = lab >= 0
-            onehot[valid] = torch.nn.functional.one_hot(lab[valid], len(chunk)).float().to(means.device)
+            onehot[valid] = torch.nn.functional.one_hot(lab[valid], len(chunk)).float()
             (img[0] * onehot).sum().backward()
-        grad = colors.grad.cpu()
-        g, c = torch.nonzero(grad > 0, as_tuple=True)
-        table.add(g, chunk.cpu()[c], grad[g, c])
+        g, c = torch.nonzero(colors.grad > 0, as_tuple=True)
+        table.add(g.cpu(), chunk[c].cpu(), colors.grad[g, c].cpu())
 
 
 def gaussian_labels_vote(run: Run, view_labels, num_labels: int, backend, eps2d) -> np.ndarray:

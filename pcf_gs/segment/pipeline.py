@@ -2,8 +2,10 @@
 
 :func:`run_segment` loads a run and its scene, then :func:`segment_scene` runs four steps, one
 function each. Every pass over the views streams: a view is rendered, reduced to what the step
-keeps, and dropped, ``segment.chunk_views`` views at a time, so memory does not grow with the number
-of views beyond a few numbers per 2D mask (docs/scale.md).
+keeps (node statistics, votes folded into a sparse table every ``segment.chunk_views`` views), and
+dropped, so memory does not grow with the number of views beyond a few numbers per 2D mask
+(docs/scale.md). ``segment --distributed`` shares the views among processes
+(:mod:`pcf_gs.segment.distributed`).
 
 1. :func:`collect_nodes`: render (mu, var) for every training view and reduce the pixels of each
    2D instance mask (the 2D model's masks) to a node (:class:`~pcf_gs.segment.mvoa.NodeBuilder`), or,
@@ -165,18 +167,17 @@ def mask_pixels(run: Run, scene, cfg: Config, progress: bool = True, classes: Ga
     is_thing = torch.from_numpy(scene.classes.is_thing_array())
     views = list(run.train_ids) if views is None else views
     with progress_bar("embed train views", len(views), enabled=progress) as adv:
-        for chunk in view_chunks(views, cfg.segment.chunk_views):
-            for i in chunk:
-                # with the classes at hand, one render gives the classes too (``thing``)
-                f = render_view_inputs(run, i, cfg, classes) if classes is not None else render_view_features(run, i, cfg)
-                fr = scene.frames[i]
-                m = torch.from_numpy(fr.instances > 0)
-                if fr.valid is not None:
-                    m &= torch.from_numpy(fr.valid)
-                if thing_only:
-                    m &= is_thing[f["classes"]]
-                yield f["mu"][m], f["var"][m], torch.from_numpy(fr.instances.astype(np.int64))[m]
-                adv()
+        for i in views:
+            # with the classes at hand, one render gives the classes too (``thing``)
+            f = render_view_inputs(run, i, cfg, classes) if classes is not None else render_view_features(run, i, cfg)
+            fr = scene.frames[i]
+            m = torch.from_numpy(fr.instances > 0)
+            if fr.valid is not None:
+                m &= torch.from_numpy(fr.valid)
+            if thing_only:
+                m &= is_thing[f["classes"]]
+            yield f["mu"][m], f["var"][m], torch.from_numpy(fr.instances.astype(np.int64))[m]
+            adv()
 
 
 def embed_train_views(run: Run, scene, cfg: Config, progress: bool = True,
