@@ -221,6 +221,11 @@ class SegmentConfig:
     semantics: Literal["vote", "learned"] = "vote"
     """Pixel/Gaussian classes: ``vote`` = the training views' 2D classes voted onto the Gaussians by blending
     weight (a multi-view majority; foreground IoU 86.0 against ``learned``'s 72.4 on a 25-object scene), ``learned`` = the semantic head."""
+    chunk_views: Annotated[int, Range(ge=1)] = 8
+    """Views per chunk in segment's passes over the views (docs/scale.md): each view is rendered and reduced (to
+    node statistics, or to votes), and a chunk's votes are buffered, then folded into the per-Gaussian table.
+    The buffer, about chunk_views x pixels x Gaussians per pixel x 12 bytes (17 MB per view at 256^2), is what
+    this bounds: peak memory grows with it, never with the number of views (docs/scale.md, docs/benchmarks.md)."""
 
 
 @dataclass

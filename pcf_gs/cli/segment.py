@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--export", metavar="FMT[,FMT]",
                    help="--export-ply plus the same tree in these formats (spz, sog, glb, ply-compressed, splat, gsplat-ckpt; docs/formats.md)")
     p.add_argument("--data", metavar="DATA", help="scene folder, if it moved since training")
+    p.add_argument("--distributed", action="store_true",
+                   help="one of N processes over the views: torchrun --nproc_per_node N -m pcf_gs segment ... --distributed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     p.set_defaults(func=run)
 
@@ -28,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     info = run_segment(Path(args.run), Path(args.out), split=args.split, clustering=args.clustering,
                        export_ply=args.export_ply, data=Path(args.data) if args.data else None,
                        overrides=args.overrides, gaussian_labels=args.gaussian_labels, progress=not args.quiet,
-                       export_formats=args.export.split(",") if args.export else None)
+                       export_formats=args.export.split(",") if args.export else None, distributed=args.distributed)
+    if info is None:  # not rank 0 of a distributed run
+        return 0
     extra = f", {info['objects_exported']} objects exported" if "objects_exported" in info else ""
     print(f"segmented {info['frames']} {info['split']} views: {info['prototypes']} objects ({info['clustering']}){extra} -> {args.out}")
     return 0

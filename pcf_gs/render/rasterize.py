@@ -288,8 +288,45 @@ def rasterize_pixels(
         out, alphas, _ = rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
                                    near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, backend=backend)
         return out.reshape(-1, out.shape[-1])[pixels], alphas.reshape(-1, 1)[pixels]
+    offsets, gids, ws, t_final = pixel_contributions(
+        means, quats, scales, opacities, viewmats, Ks, width, height, pixels,
+        near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, reuse=reuse,
+    )
+    dtype = torch.float64 if ws.dtype == np.float64 else torch.float32
+    N = means.shape[0]
+    cols = colors.to(dtype)
+    cols = cols if cols.dim() == 2 else cols.reshape(C * N, cols.shape[-1])  # shared [N, D] or per camera
+    out = _PixelBlend.apply(cols, offsets, gids, ws)
+    return out, (1.0 - torch.from_numpy(t_final))[:, None]
+
+
+def pixel_contributions(
+    means: Tensor,
+    quats: Tensor,
+    scales: Tensor,
+    opacities: Tensor,
+    viewmats: Tensor,
+    Ks: Tensor,
+    width: int,
+    height: int,
+    pixels: Tensor,
+    *,
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    eps2d: float = 0.3,
+    reuse: Optional[dict] = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Which Gaussians composite at listed pixels, and with which blending weights (CPU, no gradients).
+
+    Args: as :func:`rasterize_pixels` (geometry on the CPU; its gradient is not kept).
+
+    Returns numpy arrays: offsets [P+1] int64 (pixel p's contributions are slots offsets[p]:offsets[p+1],
+    front to back), gids [S] int64 (c * N + g for camera c, Gaussian g), ws [S] (alpha * T, the weight
+    the dense render gives Gaussian g at that pixel) and t_final [P] (final transmittance).
+    """
     from pcf_gs.render import cpu_composite, cpu_pixels
 
+    C = viewmats.shape[0]
     dtype = torch.float64 if means.dtype == torch.float64 else torch.float32
     N = means.shape[0]
     if reuse is not None:
@@ -301,22 +338,19 @@ def rasterize_pixels(
     else:
         with torch.no_grad():
             radii, m2t, depths, cnt = project_gaussians_fused(
-                means.to(dtype), quats.to(dtype), scales.to(dtype), opacities.to(dtype), viewmats.to(dtype),
-                Ks.to(dtype), width, height, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+                means.detach().to(dtype), quats.detach().to(dtype), scales.detach().to(dtype),
+                opacities.detach().to(dtype), viewmats.detach().to(dtype), Ks.detach().to(dtype), width, height,
+                eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
             )
         m2, cn = _np(m2t.to(dtype)), _np(cnt.to(dtype))
         op = np.ascontiguousarray(np.broadcast_to(_np(opacities.detach().to(dtype)), (C, N)))
         _, _, (tile_off, flat_ids, _, _) = _bin_tiles(m2, cn, op, radii, depths, width, height)
     tiles_x, tiles_y = (width + TILE - 1) // TILE, (height + TILE - 1) // TILE
     pix = np.ascontiguousarray(_np(pixels.to(torch.int64)))
-    offsets, gids, ws, t_final = cpu_pixels.pixel_weights(
+    return cpu_pixels.pixel_weights(
         m2.reshape(C * N, 2), cn.reshape(C * N, 3), op.reshape(C * N), tile_off, flat_ids, pix, width, height,
         tiles_x, tiles_y, cpu_composite.EXP_C.astype(np.float64 if dtype == torch.float64 else np.float32),
     )
-    cols = colors.to(dtype)
-    cols = cols if cols.dim() == 2 else cols.reshape(C * N, cols.shape[-1])  # shared [N, D] or per camera
-    out = _PixelBlend.apply(cols, offsets, gids, ws)
-    return out, (1.0 - torch.from_numpy(t_final))[:, None]
 
 
 class _PixelBlend(torch.autograd.Function):

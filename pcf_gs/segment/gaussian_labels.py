@@ -5,7 +5,9 @@ Two ways to an instance (``segment --gaussian-labels``):
 - ``direct`` (:func:`gaussian_labels_direct`): the prototype of highest PP kernel against the
   Gaussian's own N(mu, var);
 - ``vote`` (:func:`gaussian_labels_vote`): label maps of the training views voted back onto the
-  Gaussians with their blending weights (:func:`blend_votes`).
+  Gaussians with their blending weights (:func:`blend_votes` sums them densely, [N, L];
+  :class:`VoteTable` keeps only the (Gaussian, label) pairs that get a vote, which is what scales:
+  at 10^7 Gaussians and hundreds of labels a dense table alone would not fit in memory).
 
 Classes (``segment.semantics=vote``): :func:`gaussian_semantics_vote` votes the training views' 2D
 classes the same way; :func:`render_semantics` blends the result into a view.
@@ -22,24 +24,27 @@ from pcf_gs.lift.run import Run
 from pcf_gs.segment.mvoa import assign
 
 
-def gaussian_labels_direct(params, spec, proto_mu, proto_var) -> tuple[np.ndarray, np.ndarray]:
+def gaussian_labels_direct(params, spec, proto_mu, proto_var, subset: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-Gaussian (prototype index [N], K [N]) from the Gaussian's own embedding.
 
-    proto_mu, proto_var: [P, E] prototype means and variances.
+    proto_mu, proto_var: [P, E] prototype means and variances; ``subset`` [N] bool: only those
+    Gaussians (the outputs are then [subset.sum()]).
     """
     mu = params["inst_mu"].detach()
-    var = (
-        activate_var(params["inst_var"].detach(), spec.var_floor)
-        if spec.embedding == "probabilistic"
-        else torch.full_like(mu, spec.deterministic_var)
-    )
+    raw = params["inst_var"].detach() if spec.embedding == "probabilistic" else None
+    if subset is not None:
+        mu = mu[subset]
+        raw = None if raw is None else raw[subset]
+    var = activate_var(raw, spec.var_floor) if raw is not None else torch.full_like(mu, spec.deterministic_var)
     idx, k = assign(mu, var, proto_mu, proto_var)
     return idx.numpy(), k.numpy()
 
 
-def blend_votes(run: Run, view_labels: dict[int, torch.Tensor], num_labels: int, backend, eps2d) -> torch.Tensor:
-    """votes [N, L]: votes[g, l] = sum over pixels labelled l (label maps [H, W] per frame id, -1 = no vote)
-    of g's blending weight T_g * alpha_g there.
+def blend_votes(run: Run, view_labels, num_labels: int, backend, eps2d) -> torch.Tensor:
+    """votes [N, L]: votes[g, l] = sum over pixels labelled l of g's blending weight T_g * alpha_g there.
+
+    ``view_labels``: label maps [H, W] (-1 = no vote) by frame id, a dict or an iterable of (id, map)
+    pairs (a generator keeps one map in memory at a time). Memory O(N * L): for few labels (classes).
 
     The blending weights are the gradient of a rendered map w.r.t. per-Gaussian colours, so one
     forward and backward per view collects them for every Gaussian at once.
@@ -50,7 +55,8 @@ def blend_votes(run: Run, view_labels: dict[int, torch.Tensor], num_labels: int,
     N = means.shape[0]
     votes = torch.zeros(N, num_labels)
     W, H = run.width, run.height
-    for i, lab in view_labels.items():
+    items = view_labels.items() if isinstance(view_labels, dict) else view_labels
+    for i, lab in items:
         vm, K = run.view(i)
         colors = torch.zeros(N, num_labels, requires_grad=True)
         with torch.enable_grad():
@@ -63,15 +69,125 @@ def blend_votes(run: Run, view_labels: dict[int, torch.Tensor], num_labels: int,
     return votes
 
 
-def gaussian_labels_vote(run: Run, view_labels: dict[int, torch.Tensor], num_labels: int, backend, eps2d) -> np.ndarray:
-    """Blending-weight vote (:func:`blend_votes`) of label maps. Returns [N] argmax (-1: no votes)."""
-    votes = blend_votes(run, view_labels, num_labels, backend, eps2d)
-    best = votes.argmax(1)
-    best[votes.max(1).values <= 0] = -1
-    return best.numpy()
+class VoteTable:
+    """Sparse blending-weight votes: the sum of weights for each (Gaussian, label) pair that got any.
+
+    :meth:`add` buffers (Gaussian, label, weight) triples; :meth:`fold` merges the buffer into the
+    table (sorted unique keys g * L + l and their sums). Memory: the table, about N x (labels a
+    Gaussian is seen with, 1-2 typically) x 12 bytes, plus whatever is buffered between folds.
+    """
+
+    def __init__(self, num_gaussians: int, num_labels: int):
+        self.N, self.L = int(num_gaussians), int(num_labels)
+        self.keys = torch.zeros(0, dtype=torch.long)  # [T] g * L + l, sorted, unique
+        self.vals = torch.zeros(0)  # [T] summed weights
+        self._keys: list[torch.Tensor] = []
+        self._vals: list[torch.Tensor] = []
+
+    def add(self, gaussians: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> None:
+        """Buffer votes: gaussians [S] ids, labels [S] in [0, L), weights [S] (float32)."""
+        self._keys.append(gaussians.long() * self.L + labels.long())
+        self._vals.append(weights.float())
+
+    def absorb(self, other: "VoteTable") -> None:
+        """Buffer another table's sums (a table of the same Gaussians and labels, e.g. another process's)."""
+        other.fold()
+        self._keys.append(other.keys)
+        self._vals.append(other.vals)
+
+    def buffered(self) -> int:
+        """Triples waiting for :meth:`fold`."""
+        return sum(len(k) for k in self._keys)
+
+    def fold(self) -> None:
+        """Merge the buffered votes into the table (one sort of table + buffer)."""
+        if not self._keys:
+            return
+        keys = torch.cat([self.keys, *self._keys])
+        vals = torch.cat([self.vals, *self._vals])
+        self._keys, self._vals = [], []
+        self.keys, inv = torch.unique(keys, sorted=True, return_inverse=True)
+        self.vals = torch.zeros(len(self.keys)).index_add_(0, inv, vals)
+
+    def argmax(self) -> np.ndarray:
+        """[N] the label with the most weight for each Gaussian (ties: the lowest label), -1 with no positive vote."""
+        self.fold()
+        g, lab = self.keys // self.L, self.keys % self.L
+        top = torch.full((self.N,), float("-inf")).scatter_reduce(0, g, self.vals, "amax")
+        at_top = self.vals == top[g]
+        best = torch.full((self.N,), self.L, dtype=torch.long).scatter_reduce(0, g[at_top], lab[at_top], "amin")
+        best[~(top > 0)] = -1
+        return best.numpy()
 
 
-def gaussian_semantics_vote(run: Run, scene, backend, eps2d) -> torch.Tensor:
+def add_view_votes(table: VoteTable, run: Run, i: int, labels: torch.Tensor, backend, eps2d,
+                   reuse: dict | None = None) -> None:
+    """Add view i's votes to ``table``: every pixel with a label (labels [H, W] in [0, L), -1 = none)
+    gives each Gaussian that composites there its blending weight.
+
+    CPU: the weights come straight from the pixels' contribution lists
+    (:func:`pcf_gs.render.rasterize.pixel_contributions`; ``reuse``: the meta of a CPU render of this
+    view, to skip projection and binning). gsplat: the backward of a render of one-hot label colours
+    (as :func:`blend_votes`), over the labels present in the view, a few at a time so that the
+    per-Gaussian colour gradient stays under ~128 MB.
+    """
+    from pcf_gs.render.rasterize import _use_gsplat
+
+    means, quats, scales, opac = activated_geometry(run.params, detach=True)
+    vm, K = run.view(i)
+    W, H = run.width, run.height
+    flat = labels.reshape(-1)
+    pix = torch.nonzero(flat >= 0).squeeze(1)
+    if len(pix) == 0:
+        return
+    if not _use_gsplat(backend, means):
+        from pcf_gs.render.rasterize import pixel_contributions
+
+        offsets, gids, ws, _ = pixel_contributions(means, quats, scales, opac, vm, K, W, H, pix, eps2d=eps2d, reuse=reuse)
+        counts = torch.from_numpy(np.diff(offsets))
+        table.add(torch.from_numpy(gids), torch.repeat_interleave(flat[pix], counts), torch.from_numpy(ws))
+        return
+    _add_view_votes_grad(table, means, quats, scales, opac, vm, K, W, H, labels, backend, eps2d)
+
+
+def _add_view_votes_grad(table: VoteTable, means, quats, scales, opac, vm, K, W, H, labels, backend, eps2d,
+                         budget: int = 1 << 25) -> None:
+    """:func:`add_view_votes` by rendering one-hot colours and taking their gradient (any backend)."""
+    from pcf_gs.render import rasterize
+
+    N, dev = means.shape[0], means.device
+    labels = labels.to(dev)
+    present = torch.unique(labels[labels >= 0])
+    step = max(1, budget // max(N, 1))
+    for c0 in range(0, len(present), step):
+        chunk = present[c0 : c0 + step]
+        local = torch.full((int(present.max()) + 1,), -1, dtype=torch.long, device=dev)
+        local[chunk] = torch.arange(len(chunk), device=dev)
+        lab = torch.where(labels >= 0, local[labels.clamp_min(0)], -1)
+        colors = torch.zeros(N, len(chunk), device=dev, requires_grad=True)
+        with torch.enable_grad():
+            img, _, _ = rasterize(means, quats, scales, opac, colors, vm.to(dev), K.to(dev), W, H,
+                                  backend=backend, eps2d=eps2d)
+            onehot = torch.zeros(H, W, len(chunk), device=dev)
+            valid = lab >= 0
+            onehot[valid] = torch.nn.functional.one_hot(lab[valid], len(chunk)).float()
+            (img[0] * onehot).sum().backward()
+        g, c = torch.nonzero(colors.grad > 0, as_tuple=True)
+        table.add(g.cpu(), chunk[c].cpu(), colors.grad[g, c].cpu())
+
+
+def gaussian_labels_vote(run: Run, view_labels, num_labels: int, backend, eps2d) -> np.ndarray:
+    """Blending-weight vote of label maps (``view_labels`` as :func:`blend_votes` takes them), one view at a
+    time into a :class:`VoteTable`. Returns [N] argmax (-1: no votes)."""
+    table = VoteTable(run.params["means"].shape[0], num_labels)
+    for i, lab in view_labels.items() if isinstance(view_labels, dict) else view_labels:
+        add_view_votes(table, run, i, lab, backend, eps2d)
+        table.fold()
+    return table.argmax()
+
+
+def gaussian_semantics_vote(run: Run, scene, backend, eps2d, views: list[int] | None = None,
+                            reduce=None) -> torch.Tensor:
     """Per-Gaussian class probabilities [N, C] from the training views' 2D classes (``segment.semantics=vote``).
 
     Each Gaussian takes the distribution of the classes of the pixels it blends into, weighted by
@@ -79,16 +195,23 @@ def gaussian_semantics_vote(run: Run, scene, backend, eps2d) -> torch.Tensor:
     sees keep the semantic head's softmax. The 2D confidences are not used: weighting by them cost
     13 points of foreground IoU on a synthetic scene (confidence is lower on thing pixels than on the
     room, so it tilts mixed Gaussians towards stuff).
+
+    ``views``: the frame ids to vote from (default: the training views); ``reduce``: applied to the
+    votes [N, C] before they are normalised (the sum over processes of a distributed ``segment``).
     """
     C = scene.classes.num_classes
-    labels = {}
-    for i in run.train_ids:
-        fr = scene.frames[i]
-        lab = torch.from_numpy(fr.semantics.astype(np.int64))
-        if fr.valid is not None:
-            lab[~torch.from_numpy(fr.valid)] = -1
-        labels[i] = lab
-    votes = blend_votes(run, labels, C, backend, eps2d)
+
+    def labels():  # one view's map at a time
+        for i in run.train_ids if views is None else views:
+            fr = scene.frames[i]
+            lab = torch.from_numpy(fr.semantics.astype(np.int64))
+            if fr.valid is not None:
+                lab[~torch.from_numpy(fr.valid)] = -1
+            yield i, lab
+
+    votes = blend_votes(run, labels(), C, backend, eps2d)
+    if reduce is not None:
+        votes = reduce(votes)
     total = votes.sum(1, keepdim=True)
     probs = torch.softmax(run.params["semantics"].detach(), 1)
     seen = total[:, 0] > 0

@@ -64,40 +64,75 @@ class Nodes:
         return int(self.mu.shape[0])
 
 
-def build_nodes(
-    mus: list[torch.Tensor], vars_: list[torch.Tensor], labels: list[torch.Tensor], min_pixels: int = 10
-) -> Nodes:
-    """mus/vars_: per view [P_v, E] embeddings of the view's thing pixels; labels: per view [P_v] 2D ids (> 0)."""
-    out = {k: [] for k in ("mu", "var", "score", "view", "label", "size")}
-    for v, (mu, var, lab) in enumerate(zip(mus, vars_, labels)):
-        if len(lab) == 0:
-            continue
-        uniq, inv, cnt = torch.unique(lab, return_inverse=True, return_counts=True)
+_NODE_FIELDS = ("mu", "var", "score", "view", "label", "size")
+
+
+class NodeBuilder:
+    """Nodes of a stream of views: :meth:`add` one view's mask pixels, keep only its node statistics
+    (2E + 4 numbers per mask), :meth:`nodes` at the end. Memory grows with the number of masks, not pixels."""
+
+    def __init__(self, min_pixels: int = 10):
+        self.min_pixels = min_pixels
+        self._parts: dict[str, list[torch.Tensor]] = {k: [] for k in _NODE_FIELDS}
+        self._dim: int | None = None
+
+    def add(self, view: int, mu: torch.Tensor, var: torch.Tensor, labels: torch.Tensor) -> None:
+        """One view's pixels: mu, var [P_v, E] embeddings, labels [P_v] 2D instance ids (> 0); ``view``: its index."""
+        if self._dim is None:
+            self._dim = int(mu.shape[1])
+        if len(labels) == 0:
+            return
+        uniq, inv, cnt = torch.unique(labels, return_inverse=True, return_counts=True)
         n = len(uniq)
         c_mu = torch.zeros(n, mu.shape[1], dtype=mu.dtype).index_add_(0, inv, mu) / cnt[:, None]
         c_var = torch.zeros(n, var.shape[1], dtype=var.dtype).index_add_(0, inv, var) / cnt[:, None]
         k = torch.exp(pp_log_kernel(mu, var, c_mu[inv], c_var[inv]))
         score = torch.zeros(n, dtype=mu.dtype).index_add_(0, inv, k) / cnt
-        keep = cnt >= min_pixels
-        out["mu"].append(c_mu[keep])
-        out["var"].append(c_var[keep])
-        out["score"].append(score[keep])
-        out["view"].append(torch.full((int(keep.sum()),), v, dtype=torch.long))
-        out["label"].append(uniq[keep])
-        out["size"].append(cnt[keep])
-    if not out["mu"]:
-        E = mus[0].shape[1] if mus else 3
-        z = torch.zeros(0, E)
-        return Nodes(z, z.clone(), torch.zeros(0), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
-    return Nodes(**{k: torch.cat(v) for k, v in out.items()})
+        keep = cnt >= self.min_pixels
+        self._parts["mu"].append(c_mu[keep])
+        self._parts["var"].append(c_var[keep])
+        self._parts["score"].append(score[keep])
+        self._parts["view"].append(torch.full((int(keep.sum()),), view, dtype=torch.long))
+        self._parts["label"].append(uniq[keep])
+        self._parts["size"].append(cnt[keep])
+
+    def absorb(self, other: "NodeBuilder") -> None:
+        """Append another builder's nodes (views after this one's: another process's share)."""
+        for k in _NODE_FIELDS:
+            self._parts[k] += other._parts[k]
+        if self._dim is None:
+            self._dim = other._dim
+
+    def nodes(self) -> Nodes:
+        if not self._parts["mu"]:
+            z = torch.zeros(0, self._dim if self._dim is not None else 3)
+            e = torch.zeros(0, dtype=torch.long)
+            return Nodes(z, z.clone(), torch.zeros(0), e, e.clone(), e.clone())
+        return Nodes(**{k: torch.cat(v) for k, v in self._parts.items()})
+
+
+def build_nodes(
+    mus: list[torch.Tensor], vars_: list[torch.Tensor], labels: list[torch.Tensor], min_pixels: int = 10
+) -> Nodes:
+    """mus/vars_: per view [P_v, E] embeddings of the view's thing pixels; labels: per view [P_v] 2D ids (> 0)."""
+    b = NodeBuilder(min_pixels)
+    for v, (mu, var, lab) in enumerate(zip(mus, vars_, labels)):
+        b.add(v, mu, var, lab)
+    return b.nodes()
+
+
+def _view_groups(view: torch.Tensor) -> list[torch.Tensor]:
+    """Indices of the nodes of each view (ascending view id; node order kept): one sort instead of a mask per view."""
+    order = torch.argsort(view, stable=True)
+    counts = torch.unique_consecutive(view[order], return_counts=True)[1]
+    return list(torch.split(order, counts.tolist()))
 
 
 def adaptive_threshold(nodes: Nodes) -> float:
     """Mean over views of the mean over nodes of max_{other node, same view} K(., .) with mean differences halved."""
     per_view = []
-    for v in torch.unique(nodes.view):
-        sel = nodes.view == v
-        if int(sel.sum()) < 2:
+    for sel in _view_groups(nodes.view):
+        if len(sel) < 2:
             continue
         mu, var = nodes.mu[sel] * 0.5, nodes.var[sel]  # halving every mean halves every difference
         k = torch.exp(pairwise_pp_log_kernel(mu, var, mu, var))
@@ -106,30 +141,83 @@ def adaptive_threshold(nodes: Nodes) -> float:
     return float(np.mean(per_view)) if per_view else 0.9
 
 
+_SLACK = 1e-4  # relative and absolute margin on log K bounds: covers float32 rounding of the kernel
+
+
+def kernel_radius(log_k, var_sum):
+    r"""Largest |mu_a - mu_b| (Euclidean) at which log K(a, b) >= ``log_k`` is possible (float or array).
+
+    ``var_sum``: an upper bound of A_a + A_b, A = an embedding's largest variance over dimensions. With
+    s_d = var_{a,d} + var_{b,d} >= 2 sigma_{a,d} sigma_{b,d} (AM-GM) the log term of the kernel is >= 0, so
+
+    .. math::
+
+        \log K \le -\sum_d \frac{\Delta_d^2}{4 s_d} \le -\frac{|\Delta|^2}{4 \max_d s_d}
+               \le -\frac{|\Delta|^2}{4 (A_a + A_b)}
+
+    hence log K >= lambda implies |Delta|^2 <= -4 lambda (A_a + A_b). Widened by ``_SLACK`` so that a
+    pair whose float32 kernel rounds to >= lambda is never outside. A KD-tree ball query with this radius
+    finds every candidate; the kernel then decides."""
+    lam = log_k - _SLACK * (1.0 + np.abs(log_k))
+    return np.sqrt(np.maximum(-4.0 * lam * var_sum, 0.0)) * (1.0 + _SLACK) + 1e-9
+
+
+class _NodeBands:
+    """Node means in KD-trees, one per octave of their largest variance A (octave = floor(log2 A)): a
+    ball query takes each band's own largest A for its radius, so a few wide nodes do not widen the
+    search for all. Memory O(M)."""
+
+    def __init__(self, mu: torch.Tensor, var: torch.Tensor):
+        from scipy.spatial import cKDTree
+
+        a = var.max(1).values.double().numpy()
+        octave = np.floor(np.log2(np.maximum(a, 1e-300)))
+        order = np.argsort(octave, kind="stable")
+        cuts = np.flatnonzero(np.diff(octave[order])) + 1
+        x = mu.double().numpy()
+        self.bands = [(ids, float(a[ids].max()), cKDTree(x[ids])) for ids in np.split(order, cuts) if len(ids)]
+
+    def near(self, x: np.ndarray, a: float, log_k: float) -> np.ndarray:
+        """Indices [C] of every node that may have log K >= ``log_k`` with an embedding of mean x [E] and
+        largest variance ``a`` (and some that do not)."""
+        found = [ids[np.asarray(tree.query_ball_point(x, kernel_radius(log_k, a + a_b)), dtype=np.int64)]
+                 for ids, a_b, tree in self.bands]
+        return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+
 def associate(
     nodes: Nodes, threshold: float | None = None, score_threshold: float = 0.0, min_views: int = 1
 ) -> tuple[torch.Tensor, float]:
     """Greedy suppression, then the ``min_views`` filter. Returns (prototype node indices [P] in pick order, the T used).
 
-    Cost O(M * P) kernel evaluations (M nodes, P prototypes); memory O(M).
+    Each pick suppresses the alive nodes with K >= T among the candidates of a ball query
+    (:func:`kernel_radius`, :class:`_NodeBands`), not among all M nodes: the kernel is evaluated
+    about once per node of the picked object instead of M times per prototype (O(M * P) before;
+    10^6 nodes in seconds). Memory O(M).
     """
     T = adaptive_threshold(nodes) if threshold is None or threshold < 0 else float(threshold)
     M = len(nodes)
     if M == 0:
         return torch.zeros(0, dtype=torch.long), T
-    order = torch.argsort(nodes.score, descending=True, stable=True)
-    alive = torch.ones(M, dtype=torch.bool)
+    order = torch.argsort(nodes.score, descending=True, stable=True).tolist()
+    score = nodes.score.tolist()
     logT = np.log(max(T, 1e-12))
+    bands = _NodeBands(nodes.mu, nodes.var)
+    a = nodes.var.max(1).values.double().numpy()
+    x = nodes.mu.double().numpy()
+    alive = np.ones(M, dtype=bool)
     protos = []
-    for idx in order.tolist():
+    for idx in order:
         if not alive[idx]:
             continue
-        if float(nodes.score[idx]) < score_threshold:
+        if score[idx] < score_threshold:
             break  # sorted: every remaining node scores lower
         protos.append(idx)
-        rest = torch.nonzero(alive).squeeze(1)
-        lk = pp_log_kernel(nodes.mu[rest], nodes.var[rest], nodes.mu[idx][None], nodes.var[idx][None])
-        alive[rest[lk >= logT]] = False
+        cand = bands.near(x[idx], float(a[idx]), float(logT))
+        cand = cand[alive[cand]]
+        ct = torch.from_numpy(cand)
+        lk = pp_log_kernel(nodes.mu[ct], nodes.var[ct], nodes.mu[idx][None], nodes.var[idx][None])
+        alive[cand[(lk >= logT).numpy()]] = False
         alive[idx] = False
     protos_t = torch.tensor(protos, dtype=torch.long)
     if min_views > 1 and len(protos_t):
@@ -139,11 +227,10 @@ def associate(
 
 def _filter_by_views(nodes: Nodes, protos: torch.Tensor, min_views: int) -> torch.Tensor:
     """Keep prototypes whose member nodes (nodes of highest K to them) span >= ``min_views`` views."""
-    best, _ = assign(nodes.mu, nodes.var, nodes.mu[protos], nodes.var[protos])  # [M], chunked
-    P = len(protos)
-    seen = torch.zeros(P, int(nodes.view.max()) + 1, dtype=torch.bool)
-    seen[best, nodes.view] = True
-    return protos[seen.sum(1) >= min_views]
+    best, _ = assign(nodes.mu, nodes.var, nodes.mu[protos], nodes.var[protos])  # [M]
+    pairs = torch.unique(best * (int(nodes.view.max()) + 1) + nodes.view)  # distinct (prototype, view)
+    n_views = torch.bincount(pairs // (int(nodes.view.max()) + 1), minlength=len(protos))
+    return protos[n_views >= min_views]
 
 
 def refine_prototypes(nodes: Nodes, protos: torch.Tensor, rounds: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,7 +245,10 @@ def refine_prototypes(nodes: Nodes, protos: torch.Tensor, rounds: int = 1) -> tu
     w = nodes.size.to(mu.dtype)
     prev = None
     for _ in range(rounds if len(protos) else 0):
-        best, _ = assign(nodes.mu, nodes.var, mu, var)
+        if prev is not None and len(mu) > _DENSE_PROTOS:  # last round's members start the search
+            best, _ = PrototypeIndex(mu, var).assign(nodes.mu, nodes.var, hint=prev)
+        else:
+            best, _ = assign(nodes.mu, nodes.var, mu, var)
         if prev is not None and bool((best == prev).all()):
             break  # converged: the same members as last round
         prev = best
@@ -171,17 +261,203 @@ def refine_prototypes(nodes: Nodes, protos: torch.Tensor, rounds: int = 1) -> tu
     return mu, var
 
 
+_DENSE_PROTOS = 16  # up to this many prototypes, assign evaluates every pair (no index to build)
+_KNN = 8  # neighbours fetched per embedding by the first search of the indexed assign
+
+
 def assign(mu: torch.Tensor, var: torch.Tensor, proto_mu: torch.Tensor, proto_var: torch.Tensor, chunk: int = 65536):
-    """Argmax-K prototype for each embedding: mu, var [P, E] -> (index [P], K [P]); chunked, O(chunk * #protos) memory."""
+    """Argmax-K prototype for each embedding: mu, var [n, E] -> (index [n], K [n]); ties go to the lowest index.
+
+    Up to ``_DENSE_PROTOS`` prototypes: every pair, ``chunk`` rows at a time. More: a
+    :class:`PrototypeIndex` (KD-tree on the prototype means) evaluates only the prototypes that can beat
+    the Euclidean-nearest one. Memory O(chunk * #protos) either way."""
     if proto_mu.shape[0] == 0:
         return torch.full((mu.shape[0],), -1, dtype=torch.long), torch.zeros(mu.shape[0])
+    if proto_mu.shape[0] <= _DENSE_PROTOS:
+        return _assign_dense(mu, var, proto_mu, proto_var, chunk)
+    return PrototypeIndex(proto_mu, proto_var).assign(mu, var, chunk)
+
+
+def assigner(proto_mu: torch.Tensor, proto_var: torch.Tensor):
+    """``lambda mu, var: assign(mu, var, proto_mu, proto_var)`` with the index built once (label many views)."""
+    if proto_mu.shape[0] <= _DENSE_PROTOS:
+        return lambda mu, var: assign(mu, var, proto_mu, proto_var)
+    return PrototypeIndex(proto_mu, proto_var).assign
+
+
+def _assign_dense(mu, var, proto_mu, proto_var, chunk: int = 65536):
+    """:func:`assign` by evaluating every pair (the reference)."""
     idx, val = [], []
     for i in range(0, mu.shape[0], chunk):
         lk = pairwise_pp_log_kernel(mu[i : i + chunk], var[i : i + chunk], proto_mu, proto_var)
         v, j = lk.max(1)
         idx.append(j)
         val.append(torch.exp(v))
+    if not idx:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=mu.dtype)
     return torch.cat(idx), torch.cat(val)
+
+
+class PrototypeIndex:
+    """Prototypes (mu, var [P, E]) indexed by their means, for :meth:`assign` of many embeddings.
+
+    For an embedding x, a first guess p1 (the Euclidean-nearest prototype, or a hint) gives
+    log K* = log K(x, p1), a lower bound of the best; by :func:`kernel_radius` only prototypes p with
+    |mu_x - mu_p| <= r(log K*, A_x + A_p) can reach it. Most embeddings lie close to their object's
+    prototype: a bounded ``_KNN``-nearest query in a KD-tree on the prototype means (one per group of
+    similar radii) finds all their candidates. The others (far from every prototype, so with wide
+    radii) test every prototype's radius against distances from one matrix product, and take the
+    kernel only where it can win. Exact duplicates among the prototypes are kept once (the first),
+    and ties go to the lowest index, as in the dense argmax.
+    """
+
+    def __init__(self, mu: torch.Tensor, var: torch.Tensor):
+        from scipy.spatial import cKDTree
+
+        P = mu.shape[0]
+        _, inv = torch.unique(torch.cat([mu, var], 1), dim=0, return_inverse=True)
+        first = torch.full((int(inv.max()) + 1,), P, dtype=torch.long).scatter_reduce(0, inv, torch.arange(P), "amin")
+        self.first = first.sort().values  # distinct prototypes in index order: ties -> lowest index
+        rank = torch.empty(P, dtype=torch.long)
+        rank[self.first] = torch.arange(len(self.first))
+        self.row = rank[first[inv]]  # [P] prototype -> its row in the index (a duplicate -> its first copy's)
+        self.mu, self.var = mu[self.first], var[self.first]
+        self.a = self.var.max(1).values.double().numpy()  # [U] largest variance of each prototype
+        self.a_max = float(self.a.max())
+        self.x = self.mu.double().numpy()  # [U, E]
+        self.x2 = (self.x**2).sum(1)
+        self.tree = cKDTree(self.x)
+        # distance from each prototype to its nearest other one: an embedding within r of p1 and farther than
+        # r from every other prototype (sep - |x - p1| > r, triangle inequality) has p1 as its only candidate
+        self.sep = self.tree.query(self.x, k=2)[0][:, 1] if len(self.x) > 1 else np.full(1, np.inf)
+
+    def assign(self, mu: torch.Tensor, var: torch.Tensor, chunk: int = 65536,
+               hint: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prototype index [n], K [n]) of the highest-K prototype of each of mu, var [n, E].
+
+        ``hint`` [n]: a likely prototype of each (e.g. last round's), used instead of the nearest mean as
+        the first guess; the result does not depend on it."""
+        idx, val = [], []
+        for i in range(0, mu.shape[0], chunk):
+            h = None if hint is None else self.row[hint[i : i + chunk]]
+            j, v = self._best(mu[i : i + chunk], var[i : i + chunk], h)
+            idx.append(self.first[j])
+            val.append(torch.exp(v))
+        if not idx:
+            return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=mu.dtype)
+        return torch.cat(idx), torch.cat(val)
+
+    def _best(self, mu: torch.Tensor, var: torch.Tensor, j1: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row of the best distinct prototype [n], its log K [n]) for one chunk; j1 [n]: first guesses."""
+        n, U = mu.shape[0], len(self.first)
+        x = mu.double().numpy()
+        if j1 is None:
+            j1 = torch.from_numpy(np.asarray(self.tree.query(x, k=1)[1], dtype=np.int64))
+        lk1 = pp_log_kernel(mu, var, self.mu[j1], self.var[j1]).double().numpy()
+        a = var.max(1).values.double().numpy()
+        r = kernel_radius(lk1, a + self.a_max)
+        best = torch.empty(n, dtype=torch.long)
+        val = torch.empty(n, dtype=mu.dtype)
+        j1n = j1.numpy()
+        d1 = np.sqrt(((x - self.x[j1n]) ** 2).sum(1))
+        alone = self.sep[j1n] - d1 > r * (1 + 1e-9) + 1e-12  # no other prototype within r: p1 wins
+        best[torch.from_numpy(alone)] = j1[torch.from_numpy(alone)]
+        val[torch.from_numpy(alone)] = torch.from_numpy(lk1[alone]).to(mu.dtype)
+        rest = np.flatnonzero(~alone)
+        if U > _KNN:
+            rest = self._nearest(mu, var, x, r, rest, best, val)
+        step = max(1, (1 << 22) // U)
+        for k in range(0, len(rest), step):
+            self._pruned(mu, var, x, a, lk1, j1n, rest[k : k + step], best, val)
+        return best, val
+
+    def _settle(self, mu, var, rows: torch.Tensor, jt: torch.Tensor, ok: torch.Tensor, best, val) -> None:
+        """best/val of ``rows`` [m] from their candidate prototypes jt [m, c] (where ok [m, c]): the kernel on
+        the candidates only, the maximum, ties to the lowest row."""
+        ri, ci = torch.nonzero(ok, as_tuple=True)
+        q, j = rows[ri], jt[ri, ci]
+        lk = torch.full(jt.shape, float("-inf"), dtype=mu.dtype)
+        lk[ri, ci] = pp_log_kernel(mu[q], var[q], self.mu[j], self.var[j])
+        m = lk.max(1).values
+        best[rows] = torch.where(ok & (lk == m[:, None]), jt, len(self.first)).min(1).values
+        val[rows] = m
+
+    def _nearest(self, mu, var, x, r, rows: np.ndarray, best, val) -> np.ndarray:
+        """Settle the rows whose radius r holds fewer than ``_KNN`` prototypes: one bounded k-nearest query per
+        group of rows whose radii are within a factor sqrt(2); fills best/val. Returns the rows left."""
+        U = len(self.first)
+        fin = np.isfinite(r[rows])
+        left = [rows[~fin]]
+        rows = rows[fin]
+        rows = rows[np.argsort(r[rows], kind="stable")]
+        band = np.floor(2 * np.log2(np.maximum(r[rows], 1e-12)))
+        for grp in np.split(rows, np.flatnonzero(np.diff(band)) + 1):
+            if len(grp) == 0:
+                continue
+            _, jj = self.tree.query(x[grp], k=_KNN, distance_upper_bound=float(r[grp[-1]]))
+            jj = np.asarray(jj, dtype=np.int64).reshape(len(grp), _KNN)
+            full = jj[:, -1] < U  # k found: maybe more inside
+            left.append(grp[full])
+            jj = jj[~full]
+            if len(jj):
+                self._settle(mu, var, torch.from_numpy(grp[~full]), torch.from_numpy(np.where(jj < U, jj, 0)),
+                             torch.from_numpy(jj < U), best, val)
+        return np.concatenate(left)
+
+    def _pruned(self, mu, var, x, a, lk1, j1, rows: np.ndarray, best, val) -> None:
+        """Settle ``rows`` by testing every prototype: distances from |x|^2 + |p|^2 - 2 x.p, each prototype's own
+        radius r(log K*, A_x + A_p), the kernel where the distance is inside."""
+        if len(rows) == 0:
+            return
+        xr = x[rows]
+        d2 = (xr**2).sum(1)[:, None] + self.x2[None] - 2.0 * xr @ self.x.T  # [m, U] float64
+        lam = lk1[rows] - _SLACK * (1.0 + np.abs(lk1[rows]))  # kernel_radius, squared, per prototype
+        rad2 = np.maximum(-4.0 * lam[:, None] * (a[rows][:, None] + self.a[None]), 0.0) * (1.0 + _SLACK) ** 2
+        ok = d2 <= rad2 + 1e-9 * (1.0 + d2)
+        ok[np.arange(len(rows)), j1[rows]] = True  # the first guess always competes
+        U = len(self.first)
+        self._settle(mu, var, torch.from_numpy(rows), torch.arange(U).expand(len(rows), U), torch.from_numpy(ok), best, val)
+
+
+class PixelSample:
+    """A uniform random sample (without replacement) of at most ``size`` rows from a stream of (mu, var)
+    batches, in O(size) memory: every row draws a uniform key, the sample is the rows of the smallest
+    keys (in key order; all rows in arrival order while there are no more than ``size``). Batch v's keys
+    come from a generator seeded by (``seed``, v), so the sample of a stream split among processes and
+    merged (:meth:`absorb`, in stream order) is the sample of the whole stream."""
+
+    def __init__(self, size: int, seed: int = 0):
+        self.size = int(size)
+        self.seed = int(seed)
+        self._keys = torch.zeros(0, dtype=torch.float64)
+        self._mu: torch.Tensor | None = None
+        self._var: torch.Tensor | None = None
+
+    def add(self, mu: torch.Tensor, var: torch.Tensor, batch: int) -> None:
+        """Offer rows mu, var [n, E] as batch number ``batch`` of the stream (e.g. the view index)."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + batch)
+        self._take(torch.rand(mu.shape[0], generator=g, dtype=torch.float64), mu, var)
+
+    def absorb(self, other: "PixelSample") -> None:
+        """Merge another sample of the same size (of batches after this one's)."""
+        if other._mu is not None:
+            self._take(other._keys, other._mu, other._var)
+
+    def _take(self, keys: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> None:
+        if self._mu is None:
+            self._mu, self._var = mu[:0], var[:0]
+        keys = torch.cat([self._keys, keys])
+        mu, var = torch.cat([self._mu, mu]), torch.cat([self._var, var])
+        if len(keys) > self.size:
+            keys, keep = torch.topk(keys, self.size, largest=False, sorted=True)
+            mu, var = mu[keep], var[keep]
+        self._keys, self._mu, self._var = keys, mu, var
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu [S, E], var [S, E]), S = min(size, rows offered); empty [0, 3] if nothing was offered."""
+        if self._mu is None:
+            return torch.zeros(0, 3), torch.zeros(0, 3)
+        return self._mu, self._var
 
 
 def hdbscan_prototypes(

@@ -1,9 +1,15 @@
 """`pcf-gs segment`: view-consistent panoptic labels for any view, per-Gaussian labels, per-object export.
 
-:func:`run_segment` runs four steps, one function each:
+:func:`run_segment` loads a run and its scene, then :func:`segment_scene` runs four steps, one
+function each. Every pass over the views streams: a view is rendered, reduced to what the step
+keeps (node statistics, votes folded into a sparse table every ``segment.chunk_views`` views), and
+dropped, so memory does not grow with the number of views beyond a few numbers per 2D mask
+(docs/scale.md). ``segment --distributed`` shares the views among processes
+(:mod:`pcf_gs.segment.distributed`).
 
-1. :func:`embed_train_views`: render (mu, var) for every training view and keep the pixels of
-   each 2D instance mask (the 2D model's masks).
+1. :func:`collect_nodes`: render (mu, var) for every training view and reduce the pixels of each
+   2D instance mask (the 2D model's masks) to a node (:class:`~pcf_gs.segment.mvoa.NodeBuilder`), or,
+   for HDBSCAN, to a bounded random sample of pixels.
 2. :func:`find_prototypes`: one prototype per object — MVOA (:mod:`pcf_gs.segment.mvoa`) on
    the masks of >= ``segment.min_pixels`` pixels, or, the Contrastive Lift baseline, HDBSCAN
    on sampled thing pixels. Classes per Gaussian (:func:`gaussian_classes`,
@@ -18,7 +24,8 @@
    probabilities; thing Gaussians take an instance by ``gaussian_labels``:
    - ``direct``: the prototype of highest K against the Gaussian's own N(mu, var);
    - ``vote`` (default): the pixel labels of all training views voted back onto the Gaussians
-     with their blending weights (:mod:`pcf_gs.segment.gaussian_labels`). Stuff pixels vote
+     with their blending weights (:mod:`pcf_gs.segment.gaussian_labels`, a sparse
+     :class:`~pcf_gs.segment.gaussian_labels.VoteTable`). Stuff pixels vote
      their class in the same pass, so thing vs stuff is voted too; Gaussians that never show in
      any pixel keep their logits and ``direct``. Measured cleaner (docs/results.md, "Gaussian
      labels"): an exported object rendered alone puts a median 2% of its visible alpha on
@@ -27,8 +34,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -39,16 +48,18 @@ from pcf_gs.atomic import atomic_dir, write_json_atomic
 from pcf_gs.config import Config, apply_overrides
 from pcf_gs.data.scene import ClassTable
 from pcf_gs.errors import UserError
-from pcf_gs.lift.model import render_features, render_rgb
+from pcf_gs.lift.model import activated_geometry, render_features, render_rgb
 from pcf_gs.lift.run import Run
 from pcf_gs.progress import progress_bar
+from pcf_gs.segment.distributed import Group
 from pcf_gs.segment.gaussian_labels import (
+    VoteTable,
+    add_view_votes,
     gaussian_labels_direct,
-    gaussian_labels_vote,
     gaussian_semantics_vote,
     render_semantics,
 )
-from pcf_gs.segment.mvoa import assign, associate, build_nodes, hdbscan_prototypes, refine_prototypes
+from pcf_gs.segment.mvoa import NodeBuilder, PixelSample, assigner, associate, hdbscan_prototypes, refine_prototypes
 from pcf_gs.splats.export import distinct_colors, export_objects, params_to_splats
 
 log = logging.getLogger("pcf_gs")
@@ -70,7 +81,8 @@ def render_view_features(run: Run, i: int, cfg: Config, rgb: bool = False) -> di
 
 @dataclass
 class MaskEmbeddings:
-    """Rendered embeddings of the training views' 2D instance-mask pixels, one entry per view."""
+    """Rendered embeddings of the training views' 2D instance-mask pixels, one entry per view (all of them in
+    memory: for tools that reuse them; ``segment`` streams them into a :class:`NodeCollector`)."""
 
     mu: list[torch.Tensor] = field(default_factory=list)  # [M_v, E]
     var: list[torch.Tensor] = field(default_factory=list)  # [M_v, E]
@@ -89,6 +101,12 @@ class Prototypes:
     def __len__(self) -> int:
         return len(self.mu)
 
+    @cached_property
+    def assign(self):
+        """(mu, var [n, E]) -> (index [n], K [n]) of the highest-K prototype (:func:`~pcf_gs.segment.mvoa.assign`,
+        its index built once)."""
+        return assigner(self.mu, self.var)
+
 
 @dataclass
 class GaussianClasses:
@@ -104,49 +122,147 @@ class GaussianClasses:
         return feats["semantics"].argmax(-1)
 
 
-def embed_train_views(run: Run, scene, cfg: Config, progress: bool = True,
-                      classes: GaussianClasses | None = None) -> MaskEmbeddings:
-    """Step 1: the embeddings of every training view's 2D instance-mask pixels (valid pixels only); with
-    ``segment.node_pixels=thing`` only those whose class by ``classes`` (required then) is a thing."""
-    emb = MaskEmbeddings()
+@torch.no_grad()
+def render_view_inputs(run: Run, i: int, cfg: Config, classes: GaussianClasses) -> dict:
+    """View i's embedding and classes from one render: mu, var [H, W, E], ``classes`` [H, W] (argmax of the
+    blended per-Gaussian class probabilities: ``classes.voted``, else the semantic head's softmax) and ``meta``
+    (a CPU render's projection and tile lists, for :func:`pcf_gs.render.rasterize.pixel_contributions`; None
+    on gsplat).
+
+    The channels of :func:`~pcf_gs.lift.model.render_features` (``semantic_probs``, no slow copies) with the
+    voted probabilities in the class channels: equal, value for value, to :func:`render_view_features` then
+    :meth:`GaussianClasses.pixel_classes`, which take two renders (tests/segment/test_streaming.py)."""
+    from pcf_gs.lift.pp_kernel import activate_var
+    from pcf_gs.render import rasterize
+
+    p = run.params
+    prob = run.spec.embedding == "probabilistic"
+    probs = classes.voted if classes.voted is not None else torch.softmax(p["semantics"], dim=1)
+    cols = torch.cat([probs, p["inst_mu"]] + ([p["inst_var"]] if prob else []), dim=1).detach()
+    means, quats, scales, opac = activated_geometry(p, detach=True)
+    vm, K = run.view(i)
+    out, _, meta = rasterize(means, quats, scales, opac, cols, vm, K, run.width, run.height,
+                             backend=cfg.render.backend, eps2d=cfg.render.eps2d)
+    out = out[0]
+    C, E = probs.shape[1], p["inst_mu"].shape[1]
+    mu = out[..., C : C + E]
+    var = activate_var(out[..., C + E :], run.spec.var_floor) if prob else torch.full_like(mu, run.spec.deterministic_var)
+    return {"mu": mu, "var": var, "classes": out[..., :C].argmax(-1), "meta": meta if "cpu_bins" in meta else None}
+
+
+def view_chunks(ids: list[int], size: int):
+    """``ids`` in consecutive chunks of at most ``size`` views (``segment.chunk_views``)."""
+    for k in range(0, len(ids), max(1, size)):
+        yield ids[k : k + size]
+
+
+def mask_pixels(run: Run, scene, cfg: Config, progress: bool = True, classes: GaussianClasses | None = None,
+                views: list[int] | None = None):
+    """Yield (mu [M_v, E], var [M_v, E], 2D instance ids [M_v]) of each training view's 2D instance-mask
+    pixels (valid pixels only), rendering one view at a time; with ``segment.node_pixels=thing`` only those
+    whose class by ``classes`` (required then) is a thing. ``views``: those frame ids instead of the training views."""
     thing_only = cfg.segment.node_pixels == "thing"
     if thing_only and classes is None:
         raise ValueError("node_pixels=thing needs the per-Gaussian classes")
     is_thing = torch.from_numpy(scene.classes.is_thing_array())
-    with progress_bar("embed train views", len(run.train_ids), enabled=progress) as adv:
-        for i in run.train_ids:
-            f = render_view_features(run, i, cfg)
+    views = list(run.train_ids) if views is None else views
+    with progress_bar("embed train views", len(views), enabled=progress) as adv:
+        for i in views:
+            # with the classes at hand, one render gives the classes too (``thing``)
+            f = render_view_inputs(run, i, cfg, classes) if classes is not None else render_view_features(run, i, cfg)
             fr = scene.frames[i]
             m = torch.from_numpy(fr.instances > 0)
             if fr.valid is not None:
                 m &= torch.from_numpy(fr.valid)
             if thing_only:
-                m &= is_thing[classes.pixel_classes(run, i, f, cfg)]
-            emb.mu.append(f["mu"][m])
-            emb.var.append(f["var"][m])
-            emb.ids.append(torch.from_numpy(fr.instances.astype(np.int64))[m])
+                m &= is_thing[f["classes"]]
+            yield f["mu"][m], f["var"][m], torch.from_numpy(fr.instances.astype(np.int64))[m]
             adv()
+
+
+def embed_train_views(run: Run, scene, cfg: Config, progress: bool = True,
+                      classes: GaussianClasses | None = None) -> MaskEmbeddings:
+    """Every training view's :func:`mask_pixels`, all kept (memory grows with the views; ``segment`` uses
+    :func:`collect_nodes`)."""
+    emb = MaskEmbeddings()
+    for mu, var, ids in mask_pixels(run, scene, cfg, progress, classes):
+        emb.mu.append(mu)
+        emb.var.append(var)
+        emb.ids.append(ids)
     return emb
 
 
-def find_prototypes(emb: MaskEmbeddings, cfg: Config) -> Prototypes:
-    """Step 2: object prototypes by ``segment.clustering`` (MVOA or HDBSCAN)."""
+class NodeCollector:
+    """What step 2 keeps of the training views as they stream by (:meth:`add`, one view at a time): the
+    MVOA nodes (:class:`~pcf_gs.segment.mvoa.NodeBuilder`, 2E + 4 numbers per 2D mask), or for HDBSCAN a
+    uniform sample of at most ``segment.hdbscan_samples`` mask pixels (:class:`~pcf_gs.segment.mvoa.PixelSample`)."""
+
+    def __init__(self, cfg: Config, first_view: int = 0):
+        sc = cfg.segment
+        self.views = first_view  # index (among the training views) of the next view added
+        self.builder = NodeBuilder(sc.min_pixels) if sc.clustering == "mvoa" else None
+        self.sample = None if self.builder else PixelSample(sc.hdbscan_samples, seed=cfg.seed)
+
+    def add(self, mu: torch.Tensor, var: torch.Tensor, ids: torch.Tensor) -> None:
+        """The next training view's mask pixels: mu, var [M_v, E], 2D instance ids [M_v]."""
+        if self.builder is not None:
+            self.builder.add(self.views, mu, var, ids)
+        else:
+            self.sample.add(mu, var, self.views)
+        self.views += 1
+
+    def absorb(self, other: "NodeCollector") -> None:
+        """Append another collector's views (the views after this one's: another process's share)."""
+        if self.builder is not None:
+            self.builder.absorb(other.builder)
+        else:
+            self.sample.absorb(other.sample)
+        self.views = other.views
+
+
+def collect_nodes(run: Run, scene, cfg: Config, progress: bool = True, classes: GaussianClasses | None = None,
+                  group: Group | None = None) -> NodeCollector | None:
+    """Step 1: every training view's :func:`mask_pixels`, reduced as they are rendered. On several processes
+    (``group``) each takes its share of the views; rank 0 gets them all in view order, the others None."""
+    group = group or Group()
+    views, first = group.share(list(run.train_ids))
+    nodes = NodeCollector(cfg, first)
+    for mu, var, ids in mask_pixels(run, scene, cfg, progress, classes, views):
+        nodes.add(mu, var, ids)
+    parts = group.gather(nodes)
+    if parts is None:
+        return None
+    for other in parts[1:]:
+        parts[0].absorb(other)
+    return parts[0]
+
+
+def find_prototypes(emb: NodeCollector | MaskEmbeddings, cfg: Config) -> Prototypes:
+    """Step 2: object prototypes by ``segment.clustering`` (MVOA or HDBSCAN), from the streamed
+    :class:`NodeCollector` (or kept :class:`MaskEmbeddings`, fed to one)."""
+    if isinstance(emb, MaskEmbeddings):
+        col = NodeCollector(cfg)
+        for mu, var, ids in zip(emb.mu, emb.var, emb.ids):
+            col.add(mu, var, ids)
+        emb = col
     sc = cfg.segment
     if sc.clustering == "mvoa":
-        nodes = build_nodes(emb.mu, emb.var, emb.ids, min_pixels=sc.min_pixels)
+        nodes = emb.builder.nodes()
         protos, T = associate(nodes, threshold=sc.threshold, score_threshold=sc.score_threshold, min_views=sc.min_views)
         mu, var = refine_prototypes(nodes, protos, sc.refine_rounds)
         return Prototypes(mu, var, nodes.score[protos].tolist(), {"nodes": len(nodes), "threshold": T})
-    mu, var = hdbscan_prototypes(
-        torch.cat(emb.mu), torch.cat(emb.var), sc.hdbscan_samples, sc.hdbscan_min_cluster_size, seed=cfg.seed
-    )
+    mu, var = emb.sample.tensors()
+    mu, var = hdbscan_prototypes(mu, var, sc.hdbscan_samples, sc.hdbscan_min_cluster_size, seed=cfg.seed)
     return Prototypes(mu, var, [None] * len(mu), {})
 
 
-def gaussian_classes(run: Run, scene, cfg: Config) -> GaussianClasses:
-    """Per-Gaussian classes: the training views' 2D classes voted (``vote``) or the semantic head (``learned``)."""
+def gaussian_classes(run: Run, scene, cfg: Config, group: Group | None = None) -> GaussianClasses:
+    """Per-Gaussian classes: the training views' 2D classes voted (``vote``) or the semantic head (``learned``).
+    On several processes (``group``) each votes from its share of the views and the votes are summed."""
     if cfg.segment.semantics == "vote":
-        probs = gaussian_semantics_vote(run, scene, cfg.render.backend, cfg.render.eps2d)
+        group = group or Group()
+        probs = gaussian_semantics_vote(run, scene, cfg.render.backend, cfg.render.eps2d,
+                                        views=group.share(list(run.train_ids))[0], reduce=group.all_sum)
         return GaussianClasses(probs.clamp_min(1e-12).log(), probs)
     return GaussianClasses(run.params["semantics"].detach(), None)
 
@@ -176,7 +292,7 @@ def instance_map(feats: dict, sem: torch.Tensor, protos: Prototypes, is_thing: n
     thing = torch.from_numpy(is_thing)[sem]
     ins = torch.zeros(sem.shape, dtype=torch.long)
     if len(protos) and bool(thing.any()):
-        idx, _ = assign(feats["mu"][thing], feats["var"][thing], protos.mu, protos.var)
+        idx, _ = protos.assign(feats["mu"][thing], feats["var"][thing])
         ins[thing] = idx + 1
     return ins
 
@@ -187,43 +303,62 @@ def label_views(run: Run, ids: list[int], out: Path, protos: Prototypes, classes
     OUT/pred_surrogateid/<frame>.png (instance = prototype index + 1, 0 = stuff), both uint16,
     and OUT/vis/<frame>.png (:func:`colorize`)."""
     for d in ("pred_semantics", "pred_surrogateid", "vis"):
-        (out / d).mkdir()
+        (out / d).mkdir(exist_ok=True)  # on several processes, each labels its share into the same folders
     with progress_bar("segment views", len(ids), enabled=progress) as adv:
         for i in ids:
-            f = render_view_features(run, i, cfg, rgb=True)
-            sem = classes.pixel_classes(run, i, f, cfg)
+            f = render_view_inputs(run, i, cfg, classes)
+            sem = f["classes"]
             ins = instance_map(f, sem, protos, is_thing)
             name = run.frames[i]
             cv2.imwrite(str(out / "pred_semantics" / f"{name}.png"), sem.numpy().astype(np.uint16))
             cv2.imwrite(str(out / "pred_surrogateid" / f"{name}.png"), ins.numpy().astype(np.uint16))
-            vis = colorize(sem.numpy(), ins.numpy(), f["rgb"].clamp(0, 1).numpy(), palette, is_thing)
+            vm, K = run.view(i)
+            rgb = render_rgb(run.params, vm, K, run.width, run.height, run.spec.sh_degree, backend=cfg.render.backend,
+                             eps2d=cfg.render.eps2d)[0][0]
+            vis = colorize(sem.numpy(), ins.numpy(), rgb.clamp(0, 1).numpy(), palette, is_thing)
             cv2.imwrite(str(out / "vis" / f"{name}.png"), vis[:, :, ::-1])
             adv()
 
 
 def label_gaussians(run: Run, protos: Prototypes, classes: GaussianClasses, is_thing: np.ndarray, mode: str,
-                    cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+                    cfg: Config, progress: bool = False, group: Group | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Step 4: (instance ids [N] int32, 0 = stuff / none; class ids [N]) per Gaussian, by ``mode``
-    ("vote" or "direct", see the module docstring)."""
+    ("vote" or "direct", see the module docstring). On several processes (``group``) each votes from its
+    share of the views; rank 0 sums the votes and returns the labels, the others None."""
+    group = group or Group()
     sem_g = classes.logits.argmax(1).numpy()
     thing_g = is_thing[sem_g]
+    N = len(sem_g)
     if mode == "vote" and len(protos):
         # one vote over P prototypes + C classes: thing pixels vote their prototype, stuff pixels
         # their class, so a Gaussian's thing/stuff status comes from the pixels it shows up in too
         # (its own logits alone left ghosts of objects behind on removal)
         P, C = len(protos), len(is_thing)
-        view_labels = {}
-        for i in run.train_ids:
-            f = render_view_features(run, i, cfg)
-            sem = classes.pixel_classes(run, i, f, cfg)
-            th = torch.from_numpy(is_thing)[sem]
-            lab = P + sem
-            if bool(th.any()):
-                lab[th] = assign(f["mu"][th], f["var"][th], protos.mu, protos.var)[0]
-            view_labels[i] = lab
-        vote = gaussian_labels_vote(run, view_labels, P + C, cfg.render.backend, cfg.render.eps2d)
+        table = VoteTable(N, P + C)
+        views = group.share(list(run.train_ids))[0]
+        with progress_bar("vote Gaussian labels", len(views), enabled=progress) as adv:
+            for chunk in view_chunks(views, cfg.segment.chunk_views):
+                for i in chunk:
+                    f = render_view_inputs(run, i, cfg, classes)
+                    th = torch.from_numpy(is_thing)[f["classes"]]
+                    lab = P + f["classes"]
+                    if bool(th.any()):
+                        lab[th] = protos.assign(f["mu"][th], f["var"][th])[0]
+                    # the blending weights from the same render's projection and tile lists
+                    add_view_votes(table, run, i, lab, cfg.render.backend, cfg.render.eps2d, reuse=f["meta"])
+                    adv()
+                table.fold()  # the chunk's votes into the table: the buffer never holds more than a chunk
+        tables = group.gather(table)
+        if tables is None:
+            return None
+        for other in tables[1:]:
+            table.absorb(other)
+        vote = table.argmax()
+        del table, tables
         seen = vote >= 0
-        best = gaussian_labels_direct(run.params, run.spec, protos.mu, protos.var)[0]  # for the unseen ones
+        best = np.full(N, -1, dtype=np.int64)  # the direct prototype, for the Gaussians no pixel sees
+        if not seen.all():
+            best[~seen] = gaussian_labels_direct(run.params, run.spec, protos.mu, protos.var, torch.from_numpy(~seen))[0]
         voted_thing = seen & (vote < P)
         voted_stuff = seen & (vote >= P)
         best[voted_thing] = vote[voted_thing]
@@ -231,6 +366,8 @@ def label_gaussians(run: Run, protos: Prototypes, classes: GaussianClasses, is_t
         thing_logits = classes.logits.masked_fill(~torch.from_numpy(is_thing)[None], float("-inf"))
         sem_g[voted_thing] = thing_logits.argmax(1).numpy()[voted_thing]
         thing_g = is_thing[sem_g]
+    elif not group.is_main:
+        return None
     elif len(protos):
         best, _ = gaussian_labels_direct(run.params, run.spec, protos.mu, protos.var)
     else:
@@ -285,12 +422,14 @@ def run_segment(
     gaussian_labels: str = "vote",
     progress: bool = True,
     export_formats: list[str] | None = None,
-) -> dict:
+    distributed: bool = False,
+) -> dict | None:
     """Segment run directory ``run_dir`` into ``out`` (replaced atomically); returns what OUT/segment.json holds
     (with ``seconds``: wall time per stage: load, classes, render_nodes, clustering, label_views,
     label_gaussians, export). ``export_formats`` (e.g. ["spz", "glb"]): also write the exported tree
     in those formats (:func:`pcf_gs.splats.export.export_formats`); implies ``export_ply``, whose PLY
-    files are always kept."""
+    files are always kept. ``distributed``: one of the processes ``torchrun`` started, each taking a share
+    of the views (:mod:`pcf_gs.segment.distributed`); rank 0 returns the info, the others None."""
     from pcf_gs.data import load_scene
 
     if export_formats:
@@ -299,35 +438,72 @@ def run_segment(
         parse_formats(",".join(export_formats))  # a bad name fails before any work
         export_ply = True
 
-    clock = _StageClock()
-    run = Run.load(run_dir)
-    cfg = apply_overrides(run.config, overrides)
-    if clustering:
-        cfg.segment.clustering = clustering
-    root = Path(data) if data else run.root
-    if not root.exists():
-        raise UserError("the run's data folder is gone; pass --data DATA", root)
-    scene = load_scene(root, cfg.data, progress=progress)
-    if [f.name for f in scene.frames] != run.frames:
-        raise UserError("frames differ from the ones the run was trained on", root)
+    group = Group()
+    if distributed:
+        from pcf_gs.segment.distributed import init_group
+
+        group = init_group()
+    try:
+        clock = _StageClock()
+        run = Run.load(run_dir)
+        cfg = apply_overrides(run.config, overrides)
+        if clustering:
+            cfg.segment.clustering = clustering
+        root = Path(data) if data else run.root
+        if not root.exists():
+            raise UserError("the run's data folder is gone; pass --data DATA", root)
+        # no ground truth: segment never reads it, and every view's maps would stay in memory
+        scene = load_scene(root, dataclasses.replace(cfg.data, load_ground_truth=False),
+                           progress=progress and group.is_main)
+        if [f.name for f in scene.frames] != run.frames:
+            raise UserError("frames differ from the ones the run was trained on", root)
+        clock.lap("load")
+        return segment_scene(run, scene, cfg, out, split, export_ply, gaussian_labels, progress, export_formats,
+                             run_name=str(run_dir), clock=clock, group=group)
+    finally:
+        if distributed:
+            from pcf_gs.segment.distributed import close_group
+
+            close_group(group)
+
+
+def segment_scene(run: Run, scene, cfg: Config, out: Path, split: str = "test", export_ply: bool = False,
+                  gaussian_labels: str = "vote", progress: bool = True, export_formats: list[str] | None = None,
+                  run_name: str = "", clock: _StageClock | None = None, group: Group | None = None) -> dict | None:
+    """:func:`run_segment` on a loaded run and scene (the scene's frames must be the run's): writes ``out``
+    (replaced atomically) and returns what OUT/segment.json holds. With a ``group`` of processes, every one
+    calls this with the same arguments; rank 0 writes ``out``'s shared files and returns, the others None."""
+    clock = clock or _StageClock()
+    group = group or Group()
+    progress = progress and group.is_main
     is_thing = scene.classes.is_thing_array()
     ids_out = run.split_ids(split)
-    clock.lap("load")
-    classes = gaussian_classes(run, scene, cfg)
+    classes = gaussian_classes(run, scene, cfg, group)
     clock.lap("classes")
-    emb = embed_train_views(run, scene, cfg, progress, classes)
+    nodes = collect_nodes(run, scene, cfg, progress, classes, group)
     clock.lap("render_nodes")
-    protos = find_prototypes(emb, cfg)
+    found = None
+    if group.is_main:
+        protos = find_prototypes(nodes, cfg)
+        found = (protos.mu, protos.var, protos.scores, protos.info)
+    del nodes
+    protos = Prototypes(*group.broadcast(found))
     clock.lap("clustering")
     info: dict = {"clustering": cfg.segment.clustering, **protos.info, "prototypes": int(len(protos))}
     palette = distinct_colors(len(protos) + 1)
     info["semantics"] = cfg.segment.semantics
+    if group.world > 1:
+        info["processes"] = group.world
 
-    with atomic_dir(out, overwrite=True) as tmp:
-        label_views(run, ids_out, tmp, protos, classes, is_thing, palette, cfg, progress)
+    def write(tmp: Path) -> None:
+        label_views(run, group.share(ids_out)[0], tmp, protos, classes, is_thing, palette, cfg, progress)
+        group.barrier()  # every process's label maps are in before rank 0 may rename the folder
         clock.lap("label_views")
-        inst_g, sem_g = label_gaussians(run, protos, classes, is_thing, gaussian_labels, cfg)
+        labels = label_gaussians(run, protos, classes, is_thing, gaussian_labels, cfg, progress, group)
         clock.lap("label_gaussians")
+        if labels is None:
+            return
+        inst_g, sem_g = labels
         info["gaussian_labels"] = gaussian_labels
         exported = write_gaussian_labels(run, tmp, inst_g, sem_g, protos, palette, scene.classes, export_ply)
         if export_formats:
@@ -340,6 +516,13 @@ def run_segment(
         clock.lap("export")
         if exported is not None:
             info["objects_exported"] = exported
-        info.update(split=split, frames=len(ids_out), run=str(run_dir), seconds=clock.laps)
+        info.update(split=split, frames=len(ids_out), run=run_name, seconds=clock.laps)
         write_json_atomic(tmp / "segment.json", info)
+
+    if not group.is_main:
+        write(Path(group.broadcast(None)))  # into rank 0's temporary folder
+        return None
+    with atomic_dir(out, overwrite=True) as tmp:
+        group.broadcast(str(tmp))
+        write(tmp)
     return info

@@ -156,10 +156,11 @@ def test_node_pixels_thing_keeps_only_pixels_rendered_as_things(monkeypatch):
     inst = np.zeros((H, W), np.int32)
     inst[:, :2], inst[:, 2:] = 1, 2
     mu = torch.arange(H * W, dtype=torch.float32).reshape(H, W, 1).repeat(1, 1, 3)
-    monkeypatch.setattr(pl, "render_view_features", lambda run, i, cfg, rgb=False: {"mu": mu, "var": torch.ones(H, W, 3)})
     sem = torch.ones(H, W, dtype=torch.long)
     sem[:, 1] = 0  # column 1: boundary noise the model renders as the room
-    classes = SimpleNamespace(pixel_classes=lambda run, i, f, cfg: sem)
+    monkeypatch.setattr(pl, "render_view_inputs",
+                        lambda run, i, cfg, classes: {"mu": mu, "var": torch.ones(H, W, 3), "classes": sem})
+    classes = SimpleNamespace()
     scene = SimpleNamespace(frames=[SimpleNamespace(instances=inst, valid=None)],
                             classes=SimpleNamespace(is_thing_array=lambda: np.array([False, True])))
     run = SimpleNamespace(train_ids=[0])
