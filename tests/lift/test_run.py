@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from pcf_gs.config import Config
 from pcf_gs.data import load_scene
 from pcf_gs.errors import UserError
 from pcf_gs.lift.checkpoint import save_checkpoint
-from pcf_gs.lift.model import ModelSpec
+from pcf_gs.lift.model import ModelSpec, init_params
 from pcf_gs.lift.run import Run, scene_record
 from tests.conftest import write_tiny_messy_rooms
 
@@ -23,7 +22,7 @@ def record(tmp_path):
 
 def _checkpoint(tmp_path, record, config: dict) -> None:
     spec = ModelSpec(num_classes=2, embed_dim=3, sh_degree=0)
-    params = {"means": torch.zeros(4, 3), "quats": torch.tensor([[1.0, 0, 0, 0]]).repeat(4, 1)}
+    params = {k: v.detach() for k, v in init_params(np.zeros((4, 3)), None, spec).items()}
     save_checkpoint(tmp_path / "run" / "checkpoint.pt",
                     {"params": params, "spec": vars(spec), "scene": record, "config": config})
 
