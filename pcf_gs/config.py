@@ -110,6 +110,15 @@ class ModelConfig:
 class RenderConfig:
     backend: Literal["auto", "cpu", "gsplat"] = "auto"
     eps2d: Annotated[float, Range(ge=0)] = 0.3
+    """2D blur added to every projected covariance (px^2)."""
+    rasterize_mode: Literal["classic", "antialiased"] = "classic"
+    """gsplat's ``rasterize_mode``: "antialiased" scales opacities by sqrt(det S / det(S + eps2d I)) (Mip-Splatting's
+    2D filter), for scenes viewed at other resolutions than trained. Used by every render of the run (train,
+    segment, eval, viewer), so set it before training."""
+
+    def kw(self) -> dict:
+        """The rasterizer keywords of every render of the run: ``rasterize(..., **cfg.render.kw())``."""
+        return {"eps2d": self.eps2d, "rasterize_mode": self.rasterize_mode}
 
 
 @dataclass
@@ -174,6 +183,9 @@ class TrainConfig:
     densify_until: Annotated[int, Range(ge=0)] = 15000
     densify_every: Annotated[int, Range(ge=1)] = 100
     grow_grad2d: Annotated[float, Range(gt=0)] = 0.0002
+    absgrad: bool = False
+    """AbsGS: the densification statistic sums each pixel's absolute 2D-mean gradient (gsplat's ``absgrad``), so
+    gradients of opposite sign no longer cancel on large Gaussians. Raise ``grow_grad2d`` with it (gsplat uses 0.0008)."""
     densify_feature_grad: Annotated[float, Range(ge=0)] = 0.0
     """Weight of the instance/semantic render's 2D-mean gradient added to the colour render's in the densification
     statistic (0 = colour only, as 3DGS). With detached geometry the feature losses never move the Gaussians, so

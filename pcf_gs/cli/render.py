@@ -63,7 +63,7 @@ def render_run(run_dir: Path, out: Path, split: str = "test", overwrite: bool = 
     W, H = run.width, run.height
     scale = run.normalization.scale
     root = run.root
-    eps2d = run.config.render.eps2d
+    raster = run.config.render.kw()
     psnrs = {}
     with atomic_dir(out, overwrite=overwrite) as tmp, progress_bar("render", len(ids), enabled=progress) as advance:
         for d in ("rgb", "alpha", "depth") + (("semantics",) if ply is None else ()):
@@ -71,12 +71,12 @@ def render_run(run_dir: Path, out: Path, split: str = "test", overwrite: bool = 
         for i in ids:
             name = run.frames[i]
             vm, K = run.view(i)
-            rgb, alpha, depth, _ = render_rgb(params, vm, K, W, H, sh_degree, backend=backend, with_depth=True, eps2d=eps2d)
+            rgb, alpha, depth, _ = render_rgb(params, vm, K, W, H, sh_degree, backend=backend, with_depth=True, **raster)
             img = (rgb[0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8)
             cv2.imwrite(str(tmp / "rgb" / f"{name}.png"), img[:, :, ::-1])
             cv2.imwrite(str(tmp / "alpha" / f"{name}.png"), (alpha[0, :, :, 0].clamp(0, 1).numpy() * 255 + 0.5).astype(np.uint8))
             if ply is None:
-                feats = render_features(params, run.spec, vm, K, W, H, backend=backend, slow=False, eps2d=eps2d)
+                feats = render_features(params, run.spec, vm, K, W, H, backend=backend, slow=False, **raster)
                 cv2.imwrite(str(tmp / "semantics" / f"{name}.png"), feats["semantics"][0].argmax(-1).numpy().astype(np.uint16))
             dmm = np.clip(depth[0, :, :, 0].numpy() / scale * 1000.0, 0, 65535).astype(np.uint16)
             cv2.imwrite(str(tmp / "depth" / f"{name}.png"), dmm)

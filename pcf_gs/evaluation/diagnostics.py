@@ -111,7 +111,7 @@ def boundary_uncertainty(run: Run, scene, split: str = "test", band: int = 1) ->
         K = torch.from_numpy(f.K.astype(np.float32))[None]
         with torch.no_grad():
             out = render_features(run.params, run.spec, vm, K, f.width, f.height, backend=run.config.render.backend,
-                                  slow=False, eps2d=run.config.render.eps2d)
+                                  slow=False, **run.config.render.kw())
         var = out["var"][0].mean(-1).numpy()
         b, i = instance_boundaries(f.gt_instances, f.gt_semantics, band)
         for name, m in (("boundary", b), ("interior", i)):

@@ -99,7 +99,7 @@ def split_psnr(run: Run, scene, split: str = "test") -> float | None:
         K = torch.from_numpy(f.K.astype(np.float32))[None]
         with torch.no_grad():
             rgb = render_rgb(run.params, vm, K, f.width, f.height, run.spec.sh_degree, backend=run.config.render.backend,
-                             eps2d=run.config.render.eps2d)[0][0]
+                             **run.config.render.kw())[0][0]
         vals.append(float(psnr(rgb.clamp(0, 1), torch.from_numpy(f.image_float()))))
     return float(np.mean(vals)) if vals else None
 

@@ -45,10 +45,11 @@ class PcfStrategy(DefaultStrategy):
         return super()._grow_gs(params, optimizers, state, step)
 
     def _update_state(self, params, state, info, packed=False):
-        if packed or self.absgrad:
+        if packed:
             return super()._update_state(params, state, info, packed=packed)
-        # grads [C, N, 2] in pixels -> [-1, 1] screen units, as gsplat
-        g = info[self.key_for_gradient].grad
+        # grads [C, N, 2] in pixels -> [-1, 1] screen units, as gsplat; absgrad: the per-pixel absolute sums
+        rendered = info[self.key_for_gradient]
+        g = rendered.absgrad if self.absgrad else rendered.grad
         scale = torch.tensor([info["width"] / 2.0 * info["n_cameras"], info["height"] / 2.0 * info["n_cameras"]],
                              dtype=g.dtype, device=g.device)
         n = len(params["means"])
@@ -107,7 +108,8 @@ class Densifier:
         else:
             self.feature_weight = tc.densify_feature_grad
             self.strategy = PcfStrategy(
-                **refine, reset_every=tc.opacity_reset_every, grow_grad2d=tc.grow_grad2d, max_gaussians=tc.max_gaussians
+                **refine, reset_every=tc.opacity_reset_every, grow_grad2d=tc.grow_grad2d, max_gaussians=tc.max_gaussians,
+                absgrad=tc.absgrad,
             )
             self.state = self.strategy.initialize_state(scene_scale=scene_scale)
 
@@ -137,13 +139,16 @@ class Densifier:
         rgb = meta["means2d"]
         add = self.feature_weight * feat.grad.to(rgb.dtype)
         rgb.grad = add if rgb.grad is None else rgb.grad + add
+        if getattr(rgb, "absgrad", None) is not None:  # train.absgrad: the feature render's total, made absolute
+            rgb.absgrad = rgb.absgrad + add.abs()
 
 
 class _Grad:
-    """Stands in for a rendered tensor whose gradient is all the strategy reads."""
+    """Stands in for a rendered tensor whose gradient (and absgrad) is all the strategy reads."""
 
-    def __init__(self, grad):
+    def __init__(self, grad, absgrad=None):
         self.grad = grad
+        self.absgrad = absgrad
 
 
 def merge_metas(metas: list[dict]) -> dict:
@@ -154,9 +159,11 @@ def merge_metas(metas: list[dict]) -> dict:
     if len(metas) == 1:
         return metas[0]
     grads = [m["means2d"].grad for m in metas]
+    absgrads = [getattr(m["means2d"], "absgrad", None) for m in metas]
+    cat = lambda ts: None if any(t is None for t in ts) else torch.cat(ts)  # noqa: E731
     return {
         **metas[0],
-        "means2d": _Grad(None if any(g is None for g in grads) else torch.cat(grads)),
+        "means2d": _Grad(cat(grads), cat(absgrads)),
         "radii": torch.cat([m["radii"] for m in metas]),
         "n_cameras": sum(m["n_cameras"] for m in metas),
     }

@@ -102,7 +102,8 @@ def _group_losses(params, spec: ModelSpec, cfg: Config, views: TrainViews, stage
     ids, inst_pix = d.ids, d.inst_pix
     take = lambda x: views.take(x, ids)  # noqa: E731
     vm, Ks = take(views.viewmats), take(views.Ks)
-    rgb, _, _, meta = render_rgb(params, vm, Ks, views.W, views.H, stage.sh_degree, backend=rc.backend, eps2d=rc.eps2d)
+    rgb, _, _, meta = render_rgb(params, vm, Ks, views.W, views.H, stage.sh_degree, backend=rc.backend,
+                                 absgrad=tc.absgrad and tc.densify, **rc.kw())
     gt = take(views.images).float() / 255.0
     valid = take(views.valid)
     out: dict[str, torch.Tensor] = {}
@@ -110,7 +111,7 @@ def _group_losses(params, spec: ModelSpec, cfg: Config, views: TrainViews, stage
     out["appearance"] = sum(
         losses.appearance_loss(rgb[c] * vm3[c], gt[c] * vm3[c], tc.ssim_lambda) for c in range(len(ids))
     ) / len(ids)
-    fr = dict(detach_geometry=tc.detach_geometry, backend=rc.backend, slow=stage.instance, eps2d=rc.eps2d)
+    fr = dict(detach_geometry=tc.detach_geometry, backend=rc.backend, slow=stage.instance, **rc.kw())
     if d.sem_pix is not None:
         # only the sampled pixels: semantic ones first, then the instance ones, camera by camera
         sem_pix = d.sem_pix

@@ -168,6 +168,8 @@ class Trainer:
         for t in [*self.params.values(), *rendered]:
             if t is not None and t.grad is not None:
                 t.grad = torch.where(bad, 0.0, t.grad)
+            if getattr(t, "absgrad", None) is not None:
+                t.absgrad = torch.where(bad, 0.0, t.absgrad)
         flag = bad.float()
         for o in self.optimizers.values():
             o.found_inf = flag
@@ -180,7 +182,7 @@ class Trainer:
         v = self.views
         rgb, _, _, _ = render_rgb(
             self.params, v.eval_view, v.eval_K, self.W, self.H, self.spec.sh_degree,
-            backend=self.cfg.render.backend, eps2d=self.cfg.render.eps2d,
+            backend=self.cfg.render.backend, **self.cfg.render.kw(),
         )
         return float(losses.psnr(rgb[0].clamp(0, 1), v.eval_img))
 

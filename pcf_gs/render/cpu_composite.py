@@ -279,10 +279,10 @@ def composite_fwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
     return out, t_final, last
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
-def composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids,
-                  n_images, width, height, tiles_x, tiles_y, t_final, last, v_out, v_alpha_out,
-                  ec):
+@njit(inline="always", fastmath=_FM)
+def _composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids,
+                   n_images, width, height, tiles_x, tiles_y, t_final, last, v_out, v_alpha_out,
+                   ec, absgrad):
     """Backward compositing: gradient slots per intersection entry.
 
     Args: as ``composite_fwd`` plus its outputs ``t_final [I,H,W]``, ``last [I,H,W]``
@@ -303,7 +303,12 @@ def composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
     Each row: a branch-free pass (alpha, validity, T recovery), a sparse D-wide pass
     (c . v and dL/dc) over the valid pixels, then a branch-free pass for the rest.
 
-    Returns slots (M entries): v_xy [M,2], v_conic [M,3], v_opac [M], v_col [M,D].
+    With ``absgrad`` (gsplat's ``absgrad=True``, the AbsGS densification statistic) each entry also sums
+    the absolute values of its per-pixel 2D-mean gradients, |dL/dx| and |dL/dy| pixel by pixel, into
+    two extra columns of v_col (so the per-Gaussian reduction needs no second pass).
+
+    Returns slots (M entries): v_xy [M,2], v_conic [M,3], v_opac [M], v_col [M,D] ([M,D+2] with absgrad:
+    the last two columns are the absolute 2D-mean gradients).
     """
     D = colors.shape[1]
     M = flat_ids.shape[0]
@@ -316,7 +321,7 @@ def composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
     s_xy = np.zeros((M, 2), colors.dtype)
     s_conic = np.zeros((M, 3), colors.dtype)
     s_opac = np.zeros(M, colors.dtype)
-    s_col = np.zeros((M, D), colors.dtype)
+    s_col = np.zeros((M, D + 2 if absgrad else D), colors.dtype)
     T = tiles_x * tiles_y
     for job in prange(n_images * T):
         i, x0, y0, pw, ph, start, end, pxs, pys = _tile_setup(job, T, tiles_x, width, height, tile_offsets, colors)
@@ -359,6 +364,8 @@ def composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
             gb = zero
             gc = zero
             go = zero
+            gax = zero
+            gay = zero
             for d in range(D):
                 gcol[d] = zero
             for r in range(r0, r1):
@@ -403,8 +410,13 @@ def composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
                     ga += half * v_sigma * dx * dx
                     gb += v_sigma * dx * dy
                     gc += half * v_sigma * dy * dy
-                    gx += v_sigma * (a * dx + b * dy)
-                    gy += v_sigma * (b * dx + c * dy)
+                    vx = v_sigma * (a * dx + b * dy)
+                    vy = v_sigma * (b * dx + c * dy)
+                    gx += vx
+                    gy += vy
+                    if absgrad:
+                        gax += abs(vx)
+                        gay += abs(vy)
                     go += vism * v_alpha
             s_xy[e, 0] = gx
             s_xy[e, 1] = gy
@@ -414,7 +426,27 @@ def composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
             s_opac[e] = go
             for d in range(D):
                 s_col[e, d] = gcol[d]
+            if absgrad:
+                s_col[e, D] = gax
+                s_col[e, D + 1] = gay
     return s_xy, s_conic, s_opac, s_col
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids,
+                  n_images, width, height, tiles_x, tiles_y, t_final, last, v_out, v_alpha_out, ec):
+    """Backward compositing (``_composite_bwd``, without the absolute gradients)."""
+    return _composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids,
+                          n_images, width, height, tiles_x, tiles_y, t_final, last, v_out, v_alpha_out, ec, False)
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def composite_bwd_absgrad(means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids,
+                          n_images, width, height, tiles_x, tiles_y, t_final, last, v_out, v_alpha_out, ec):
+    """Backward compositing with gsplat's ``absgrad`` columns (``_composite_bwd``). A second compiled
+    kernel rather than a runtime flag, so the default backward carries no extra work."""
+    return _composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids,
+                          n_images, width, height, tiles_x, tiles_y, t_final, last, v_out, v_alpha_out, ec, True)
 
 
 @njit(cache=True, parallel=True)

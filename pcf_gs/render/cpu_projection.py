@@ -106,9 +106,16 @@ def _cov2d(cc, j00, j02, j11, j12, eps2d):
     return c00, c11, c01, c00 * c11 - c01 * c01
 
 
+@njit(inline="always")
+def _comp_ratio(c00, c11, c01, det, eps2d):
+    """r = det(S - eps I) / det(S) for the blurred 2D covariance S (antialiased mode: compensation
+    sqrt(r)), in float64, where subtracting eps from S's diagonal loses nothing."""
+    return ((c00 - eps2d) * (c11 - eps2d) - c01 * c01) / det
+
+
 @njit
 def _project_one(g, means, quats, scales, opac, viewmats, Ks, width, height, eps2d, near, far,
-                 radii, m2d, depths, conics):
+                 radii, m2d, depths, conics, comps):
     C = viewmats.shape[0]
     R, M, cov, s, q, inv = _gauss_frame(quats, scales, g)
     o = np.float64(opac[g])
@@ -138,6 +145,7 @@ def _project_one(g, means, quats, scales, opac, viewmats, Ks, width, height, eps
         conics[ci, g, 0] = c11 / det
         conics[ci, g, 1] = -c01 / det
         conics[ci, g, 2] = c00 / det
+        comps[ci, g] = math.sqrt(max(_comp_ratio(c00, c11, c01, det, eps2d), 0.0))
 
 
 @njit(cache=True, parallel=True)
@@ -150,7 +158,9 @@ def project_fwd(means, quats, scales, opac, viewmats, Ks, width, height, eps2d, 
     Args: means [N,3], quats [N,4] wxyz, scales [N,3], opac [N], viewmats [C,4,4],
         Ks [C,3,3]; width, height (px); eps2d (px^2); near, far (camera z).
     Returns: radii [C,N,2] int32 (0 = culled), means2d [C,N,2], depths [C,N],
-        conics [C,N,3]. Culled entries: means2d/conics 0, depths = camera z.
+        conics [C,N,3], compensations [C,N] (gsplat's antialiasing factor
+        sqrt(det(S - eps I) / det S), S the blurred 2D covariance). Culled entries:
+        means2d/conics 0, compensation 1, depths = camera z.
     """
     N = means.shape[0]
     C = viewmats.shape[0]
@@ -158,15 +168,16 @@ def project_fwd(means, quats, scales, opac, viewmats, Ks, width, height, eps2d, 
     m2d = np.zeros((C, N, 2), means.dtype)
     depths = np.zeros((C, N), means.dtype)
     conics = np.zeros((C, N, 3), means.dtype)
+    comps = np.ones((C, N), means.dtype)
     for g in prange(N):
         _project_one(g, means, quats, scales, opac, viewmats, Ks, width, height, eps2d, near, far,
-                     radii, m2d, depths, conics)
-    return radii, m2d, depths, conics
+                     radii, m2d, depths, conics, comps)
+    return radii, m2d, depths, conics, comps
 
 
 @njit
 def _project_one_bwd(g, means, quats, scales, viewmats, Ks, width, height, eps2d, radii,
-                     v_m2d, v_depths, v_conics, v_means, v_quats, v_scales):
+                     v_m2d, v_depths, v_conics, v_comps, v_means, v_quats, v_scales):
     C = viewmats.shape[0]
     R, M, cov, s, q, inv = _gauss_frame(quats, scales, g)
     vcov = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -196,6 +207,16 @@ def _project_one_bwd(g, means, quats, scales, viewmats, Ks, width, height, eps2d
         vs00 = -(a00 * q00 + a01 * q01)
         vs01 = -(a00 * q01 + a01 * q11)
         vs11 = -(a10 * q01 + a11 * q11)
+        vcomp = np.float64(v_comps[ci, g])
+        if vcomp != 0.0:
+            r = _comp_ratio(c00, c11, c01, det, eps2d)
+            if r > 0.0:
+                # comp = sqrt(r): dr/dS00 = (S11 - eps - r S11) / det, dr/dS11 likewise, and the
+                # symmetric entry's dr/dS01 = (r - 1) S01 / det (half of the scalar derivative)
+                vr = 0.5 * vcomp / math.sqrt(r)
+                vs00 += vr * (c11 - eps2d - r * c11) / det
+                vs11 += vr * (c00 - eps2d - r * c00) / det
+                vs01 += vr * (r - 1.0) * c01 / det
         # J as 2x3 rows (j00, 0, j02), (0, j11, j12)
         # dL/dSc = J^T vS J  (3x3 symmetric)
         u0 = (vs00 * j00, vs01 * j00)  # vS J[:,0]
@@ -269,11 +290,12 @@ def _project_one_bwd(g, means, quats, scales, viewmats, Ks, width, height, eps2d
 
 @njit(cache=True, parallel=True)
 def project_bwd(means, quats, scales, viewmats, Ks, width, height, eps2d, radii,
-                v_m2d, v_depths, v_conics):
+                v_m2d, v_depths, v_conics, v_comps):
     """VJP of ``project_fwd`` (the math of gsplat's fused projection backward).
 
     Per camera and drawn Gaussian (radii > 0), with S the blurred 2D covariance:
         conic Q = S^-1:          dL/dS = -Q G Q,   G = [[va, vb/2], [vb/2, vc]]
+        compensation sqrt(r), r = det(S - eps I) / det S:  dL/dS += dL/dr dr/dS (0 where r <= 0)
         S = J Sc J^T + eps I:    dL/dSc = J^T dL/dS J,   dL/dJ = 2 dL/dS J Sc
         J(p_c) (FOV clamp as gsplat's ``persp_proj_vjp``), mean2d(p_c), depth = p_c.z
         Sc = W Sigma W^T:        dL/dSigma += W^T dL/dSc W;  p_c = W m + t: dL/dm += W^T dL/dp_c
@@ -290,5 +312,5 @@ def project_bwd(means, quats, scales, viewmats, Ks, width, height, eps2d, radii,
     v_scales = np.zeros((N, 3), means.dtype)
     for g in prange(N):
         _project_one_bwd(g, means, quats, scales, viewmats, Ks, width, height, eps2d, radii,
-                         v_m2d, v_depths, v_conics, v_means, v_quats, v_scales)
+                         v_m2d, v_depths, v_conics, v_comps, v_means, v_quats, v_scales)
     return v_means, v_quats, v_scales

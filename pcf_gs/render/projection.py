@@ -51,7 +51,8 @@ def project_gaussians(
     eps2d: float = 0.3,
     near_plane: float = 0.01,
     far_plane: float = 1e10,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    compensations: bool = False,
+) -> tuple[Tensor, ...]:
     """Project N Gaussians into C pinhole cameras.
 
     Args:
@@ -62,7 +63,9 @@ def project_gaussians(
     Returns:
         radii [C,N,2] int32 pixel half-extents (0 = culled, no gradient),
         means2d [C,N,2] pixels, depths [C,N] camera z (world units),
-        conics [C,N,3] (a, b, c) of the inverse blurred 2D covariance (1/px^2).
+        conics [C,N,3] (a, b, c) of the inverse blurred 2D covariance (1/px^2),
+        and with ``compensations`` a fifth output [C,N]: gsplat's antialiasing factor
+        sqrt(det(J Sc J^T) / det(J Sc J^T + eps2d I)) (``rasterize_mode="antialiased"``).
         Culled entries carry finite values and receive zero gradients.
     """
     dtype = means.dtype
@@ -110,6 +113,12 @@ def project_gaussians(
     det_ok = det > 0
     dets = torch.where(det_ok, det, torch.ones_like(det))
     conics = torch.stack([c11 / dets, -c01 / dets, c00 / dets], dim=-1)
+    if compensations:
+        # det of the unblurred covariance from the blurred entries: exact in float64, and the
+        # float32 path loses only what float32 c00, c11 already lost
+        ratio = ((c00 - eps2d) * (c11 - eps2d) - c01 * c01) / dets
+        pos = ratio > 0  # a flat Gaussian: 0 with a zero gradient, not sqrt's infinite one
+        comp = torch.where(pos, torch.sqrt(torch.where(pos, ratio, 1.0)), 0.0)
     means2d = torch.stack([fx * x * rz + cx, fy * y * rz + cy], dim=-1)
 
     with torch.no_grad():
@@ -127,6 +136,8 @@ def project_gaussians(
         )
         keep = depth_ok & det_ok & opa_ok & ((rx > 0) | (ry > 0)) & on_screen
         radii = torch.stack([rx, ry], dim=-1).to(torch.int32) * keep[..., None]
+    if compensations:
+        return radii, means2d, z, conics, torch.where(keep, comp, 1.0)
     return radii, means2d, z, conics
 
 
@@ -141,16 +152,16 @@ class _FusedProjection(torch.autograd.Function):
         from pcf_gs.render import cpu_projection as K
 
         a = [t.detach().contiguous().numpy() for t in (means, quats, scales, opacities, viewmats, Ks)]
-        radii, m2d, depths, conics = K.project_fwd(*a, width, height, float(eps2d), float(near), float(far))
+        radii, m2d, depths, conics, comps = K.project_fwd(*a, width, height, float(eps2d), float(near), float(far))
         radii_t = torch.from_numpy(radii)
         ctx.mark_non_differentiable(radii_t)
         ctx.arrays = a
         ctx.radii = radii
         ctx.args = (width, height, float(eps2d))
-        return radii_t, torch.from_numpy(m2d), torch.from_numpy(depths), torch.from_numpy(conics)
+        return radii_t, torch.from_numpy(m2d), torch.from_numpy(depths), torch.from_numpy(conics), torch.from_numpy(comps)
 
     @staticmethod
-    def backward(ctx, _v_radii, v_m2d, v_depths, v_conics):
+    def backward(ctx, _v_radii, v_m2d, v_depths, v_conics, v_comps):
         from pcf_gs.render import cpu_projection as K
 
         means, quats, scales, _opac, viewmats, Ks = ctx.arrays
@@ -163,15 +174,16 @@ class _FusedProjection(torch.autograd.Function):
 
         vm, vq, vs = K.project_bwd(
             means, quats, scales, viewmats, Ks, width, height, eps2d, ctx.radii,
-            arr(v_m2d, (C, N, 2)), arr(v_depths, (C, N)), arr(v_conics, (C, N, 3)),
+            arr(v_m2d, (C, N, 2)), arr(v_depths, (C, N)), arr(v_conics, (C, N, 3)), arr(v_comps, (C, N)),
         )
         return (torch.from_numpy(vm), torch.from_numpy(vq), torch.from_numpy(vs),
                 None, None, None, None, None, None, None, None)
 
 
 def project_gaussians_fused(means, quats, scales, opacities, viewmats, Ks, width, height, *,
-                            eps2d=0.3, near_plane=0.01, far_plane=1e10):
+                            eps2d=0.3, near_plane=0.01, far_plane=1e10, compensations=False):
     """Same contract as ``project_gaussians`` (numba, no viewmat/K gradients);
     culled entries have zero means2d/conics."""
-    return _FusedProjection.apply(means, quats, scales, opacities, viewmats, Ks, width, height,
-                                  eps2d, near_plane, far_plane)
+    out = _FusedProjection.apply(means, quats, scales, opacities, viewmats, Ks, width, height,
+                                 eps2d, near_plane, far_plane)
+    return out if compensations else out[:4]

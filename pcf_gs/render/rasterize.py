@@ -18,6 +18,7 @@ from pcf_gs.render.projection import project_gaussians, project_gaussians_fused
 from pcf_gs.sh import sh_colors
 
 _MODES = ("RGB", "D", "ED", "RGB+D", "RGB+ED")
+RASTERIZE_MODES = ("classic", "antialiased")
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -31,10 +32,14 @@ class _Composite(torch.autograd.Function):
     opacities [I,N], colors [I,N,D], backgrounds [I,D] or None, plus the
     non-differentiable radii [I,N,2] int32 and depths [I,N].
     Outputs: colors [I,H,W,D], alphas [I,H,W,1].
+
+    ``absgrad``: the backward also sets ``means2d.absgrad`` [I,N,2], the per-pixel absolute 2D-mean
+    gradients summed per Gaussian (gsplat's ``absgrad=True``; read by its strategies' ``absgrad`` mode).
     """
 
     @staticmethod
-    def forward(ctx, means2d, conics, opacities, colors, backgrounds, radii, depths, width, height, bins_out=None):
+    def forward(ctx, means2d, conics, opacities, colors, backgrounds, radii, depths, width, height, bins_out=None,
+                absgrad=False):
         from pcf_gs.render import cpu_composite as K
 
         I, N = opacities.shape
@@ -58,6 +63,9 @@ class _Composite(torch.autograd.Function):
         ctx.dims = (I, N, D, width, height, tiles_x, tiles_y)
         ctx.bg_shape = None if backgrounds is None else backgrounds.shape
         ctx.n_isects = int(flat_ids.shape[0])
+        ctx.absgrad = absgrad
+        if absgrad:
+            ctx.save_for_backward(means2d)  # unpacked in backward as this very tensor, to carry .absgrad
         alphas = 1.0 - torch.from_numpy(t_final)
         return torch.from_numpy(out), alphas[..., None]
 
@@ -74,11 +82,16 @@ class _Composite(torch.autograd.Function):
             if v_alpha is not None
             else np.zeros((I, height, width), dt)
         )
-        s_xy, s_conic, s_opac, s_col = K.composite_bwd(
+        bwd = K.composite_bwd_absgrad if ctx.absgrad else K.composite_bwd
+        s_xy, s_conic, s_opac, s_col = bwd(
             m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, I, width, height, tiles_x, tiles_y,
             t_final, last, vo, va, ec,
         )
         g_xy, g_conic, g_opac, g_col = K.reduce_entries(s_xy, s_conic, s_opac, s_col, g_off, g_ent)
+        if ctx.absgrad:
+            (means2d,) = ctx.saved_tensors
+            means2d.absgrad = torch.from_numpy(np.ascontiguousarray(g_col[:, D:])).reshape(I, N, 2)
+            g_col = g_col[:, :D]
         v_bg = None
         if has_bg and ctx.needs_input_grad[4]:
             v_bg = torch.from_numpy((t_final[..., None] * vo).sum(axis=(1, 2)))
@@ -86,8 +99,9 @@ class _Composite(torch.autograd.Function):
             torch.from_numpy(g_xy).reshape(I, N, 2),
             torch.from_numpy(g_conic).reshape(I, N, 3),
             torch.from_numpy(g_opac).reshape(I, N),
-            torch.from_numpy(g_col).reshape(I, N, D),
+            torch.from_numpy(np.ascontiguousarray(g_col)).reshape(I, N, D),
             v_bg,
+            None,
             None,
             None,
             None,
@@ -109,9 +123,11 @@ def _bin_tiles(m2: np.ndarray, cn: np.ndarray, op: np.ndarray, radii: Tensor, de
     return tiles_x, tiles_y, cpu_binning.bin_tiles(m2, cn, op, _np(radii).astype(np.int32), keys, tiles_x, tiles_y)
 
 
-def composite(means2d, conics, opacities, colors, backgrounds, radii, depths, width, height, bins_out=None):
+def composite(means2d, conics, opacities, colors, backgrounds, radii, depths, width, height, bins_out=None,
+              absgrad=False):
     """Differentiable CPU compositing (see ``_Composite``); all tensors per image [I, ...]."""
-    return _Composite.apply(means2d, conics, opacities, colors, backgrounds, radii, depths, width, height, bins_out)
+    return _Composite.apply(means2d, conics, opacities, colors, backgrounds, radii, depths, width, height, bins_out,
+                            absgrad)
 
 
 def _use_gsplat(backend: str, means: Tensor) -> bool:
@@ -144,6 +160,8 @@ def rasterize(
     render_mode: str = "RGB",
     sh_degree: Optional[int] = None,
     backend: str = "auto",
+    rasterize_mode: str = "classic",
+    absgrad: bool = False,
 ) -> tuple[Tensor, Tensor, dict]:
     """Render N Gaussians into C cameras; same arguments and outputs as ``gsplat.rasterization``.
 
@@ -155,30 +173,38 @@ def rasterize(
         viewmats [C,4,4] world-to-camera (OpenCV); Ks [C,3,3] intrinsics in pixels.
         width, height: image size in pixels (any, not only multiples of 16).
         near_plane, far_plane: camera-z culling bounds (world units).
-        eps2d: blur added to the 2D covariance (px^2), classic (no compensation) mode.
+        eps2d: blur added to the 2D covariance (px^2).
+        rasterize_mode: "classic", or "antialiased" (gsplat's mode, from Mip-Splatting): opacities
+            times sqrt(det(S) / det(S + eps2d I)) for the 2D covariance S, so that the blur does not
+            add weight to small Gaussians (the projection's ``compensations``).
         backgrounds [C,D] composited behind (weight = final transmittance).
         render_mode: "RGB" (features), "D" (accumulated z), "ED" (expected z =
             accumulated z / alpha), "RGB+D", "RGB+ED" (depth as the last channel).
         backend: "auto" (gsplat iff the tensors are on CUDA and CUDA is available),
             "gsplat", or "cpu" (numba kernels; float32, or float64 for checks).
+        absgrad: after backward, ``meta["means2d"].absgrad`` [C,N,2] holds the per-pixel absolute 2D-mean
+            gradients summed per Gaussian (AbsGS; gsplat's strategies read it with ``absgrad=True``).
 
     Returns:
         colors [C,H,W,X] (X = D, 1, or D+1 by mode), alphas [C,H,W,1], and meta:
         means2d [C,N,2] (``retain_grad`` set when it requires grad, so
         ``meta["means2d"].grad`` exists after backward, as gsplat's DefaultStrategy
-        reads it), radii [C,N,2] int32, depths [C,N], conics [C,N,3], opacities [C,N],
+        reads it), radii [C,N,2] int32, depths [C,N], conics [C,N,3], opacities [C,N] (times the
+        compensation in antialiased mode, as gsplat's),
         width, height, n_cameras, n_batches, tile_size, tile_width, tile_height,
         gaussian_ids/camera_ids/batch_ids = None (unpacked layout), n_isects (CPU).
     """
     if render_mode not in _MODES:
         raise ValueError(f"render_mode must be one of {_MODES}, got {render_mode!r}")
+    if rasterize_mode not in RASTERIZE_MODES:
+        raise ValueError(f"rasterize_mode must be one of {RASTERIZE_MODES}, got {rasterize_mode!r}")
     C = viewmats.shape[0]
     N = means.shape[0]
     if _use_gsplat(backend, means):
         return _rasterize_gsplat(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height,
             near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, backgrounds=backgrounds,
-            render_mode=render_mode, sh_degree=sh_degree,
+            render_mode=render_mode, sh_degree=sh_degree, rasterize_mode=rasterize_mode, absgrad=absgrad,
         )
     if means.is_cuda:
         raise ValueError("backend='cpu' needs CPU tensors")
@@ -187,9 +213,10 @@ def rasterize(
     viewmats, Ks = viewmats.to(dtype), Ks.to(dtype)
     # fused numba projection unless camera gradients are wanted (torch autograd then)
     project = project_gaussians if (viewmats.requires_grad or Ks.requires_grad) else project_gaussians_fused
-    radii, means2d, depths, conics = project(
+    antialiased = rasterize_mode == "antialiased"
+    radii, means2d, depths, conics, *comp = project(
         means, quats, scales, opacities, viewmats, Ks, width, height,
-        eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+        eps2d=eps2d, near_plane=near_plane, far_plane=far_plane, compensations=antialiased,
     )
     if sh_degree is not None:
         colors = sh_colors(colors.to(dtype), sh_degree, means, viewmats)
@@ -208,8 +235,11 @@ def rasterize(
         colors = depths[..., None]
         backgrounds = None  # gsplat renders depth over a zero background
     opac = opacities[None].expand(C, N)
+    if antialiased:
+        opac = opac * comp[0]
     bins: dict = {}
-    out, alphas = composite(means2d, conics, opac, colors, backgrounds, radii, depths.detach(), width, height, bins)
+    out, alphas = composite(means2d, conics, opac, colors, backgrounds, radii, depths.detach(), width, height, bins,
+                            absgrad and means2d.requires_grad)
     if render_mode in ("ED", "RGB+ED"):
         out = torch.cat([out[..., :-1], out[..., -1:] / alphas.clamp(min=1e-10)], dim=-1)
     if means2d.requires_grad:
@@ -236,7 +266,8 @@ def rasterize(
 
 
 def _rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *,
-                      near_plane, far_plane, eps2d, backgrounds, render_mode, sh_degree):
+                      near_plane, far_plane, eps2d, backgrounds, render_mode, sh_degree, rasterize_mode="classic",
+                      absgrad=False):
     from gsplat import rasterization
 
     D = colors.shape[-1] if sh_degree is None else 3
@@ -245,7 +276,7 @@ def _rasterize_gsplat(means, quats, scales, opacities, colors, viewmats, Ks, wid
         means, quats, scales, opacities, colors, viewmats, Ks, width, height,
         near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, sh_degree=sh_degree,
         packed=False,  # [C,N,...] meta like the CPU path; DefaultStrategy(packed=False)
-        backgrounds=backgrounds, render_mode=render_mode, rasterize_mode="classic",
+        backgrounds=backgrounds, render_mode=render_mode, rasterize_mode=rasterize_mode, absgrad=absgrad,
         channel_chunk=max(32, n_ch),  # one pass over all channels
     )
 
@@ -267,13 +298,15 @@ def rasterize_pixels(
     eps2d: float = 0.3,
     backend: str = "auto",
     reuse: Optional[dict] = None,
+    rasterize_mode: str = "classic",
 ) -> tuple[Tensor, Tensor]:
     """Features at listed pixels: ``rasterize(...)`` then ``out.reshape(C*H*W, D)[pixels]``, without the dense work.
 
     Args: as :func:`rasterize` (no background, ``render_mode`` "RGB"), plus
         pixels [P] int64: flat indices c*H*W + y*W + x into the C cameras' images.
-        reuse: the ``meta`` of a :func:`rasterize` call (CPU) with the same geometry, cameras, size and
-            ``eps2d``: its projection and tile lists are used instead of projecting and binning again.
+        rasterize_mode: as :func:`rasterize`.
+        reuse: the ``meta`` of a :func:`rasterize` call (CPU) with the same geometry, cameras, size,
+            ``eps2d`` and ``rasterize_mode``: its projection and tile lists are used instead of projecting and binning again.
             The caller guarantees they match (the colour pass of the same step).
 
     Returns colors [P, D] and alphas [P, 1].
@@ -286,11 +319,12 @@ def rasterize_pixels(
     geometry_grad = any(t.requires_grad for t in (means, quats, scales, opacities, viewmats, Ks))
     if geometry_grad or _use_gsplat(backend, means):
         out, alphas, _ = rasterize(means, quats, scales, opacities, colors, viewmats, Ks, width, height,
-                                   near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, backend=backend)
+                                   near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, backend=backend,
+                                   rasterize_mode=rasterize_mode)
         return out.reshape(-1, out.shape[-1])[pixels], alphas.reshape(-1, 1)[pixels]
     offsets, gids, ws, t_final = pixel_contributions(
         means, quats, scales, opacities, viewmats, Ks, width, height, pixels,
-        near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, reuse=reuse,
+        near_plane=near_plane, far_plane=far_plane, eps2d=eps2d, reuse=reuse, rasterize_mode=rasterize_mode,
     )
     dtype = torch.float64 if ws.dtype == np.float64 else torch.float32
     N = means.shape[0]
@@ -315,6 +349,7 @@ def pixel_contributions(
     far_plane: float = 1e10,
     eps2d: float = 0.3,
     reuse: Optional[dict] = None,
+    rasterize_mode: str = "classic",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Which Gaussians composite at listed pixels, and with which blending weights (CPU, no gradients).
 
@@ -337,13 +372,16 @@ def pixel_contributions(
         m2, cn, op = (_np(t.detach().to(dtype)) for t in (m2, cn, op))
     else:
         with torch.no_grad():
-            radii, m2t, depths, cnt = project_gaussians_fused(
+            radii, m2t, depths, cnt, comp = project_gaussians_fused(
                 means.detach().to(dtype), quats.detach().to(dtype), scales.detach().to(dtype),
                 opacities.detach().to(dtype), viewmats.detach().to(dtype), Ks.detach().to(dtype), width, height,
-                eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+                eps2d=eps2d, near_plane=near_plane, far_plane=far_plane, compensations=True,
             )
+            opt = opacities.detach().to(dtype)[None].expand(C, N)
+            if rasterize_mode == "antialiased":
+                opt = opt * comp
         m2, cn = _np(m2t.to(dtype)), _np(cnt.to(dtype))
-        op = np.ascontiguousarray(np.broadcast_to(_np(opacities.detach().to(dtype)), (C, N)))
+        op = np.ascontiguousarray(_np(opt))
         _, _, (tile_off, flat_ids, _, _) = _bin_tiles(m2, cn, op, radii, depths, width, height)
     tiles_x, tiles_y = (width + TILE - 1) // TILE, (height + TILE - 1) // TILE
     pix = np.ascontiguousarray(_np(pixels.to(torch.int64)))

@@ -25,7 +25,8 @@ def project_reference(means, quats, scales, opacities, viewmat, K, width, height
 
     Returns dict of numpy arrays: means2d [N,2], conics [N,3], depths [N], valid [N]
     (depth within [near, far], det > 0, opacity >= 1/255; off-screen Gaussians stay
-    valid: they cannot reach a pixel with alpha >= 1/255 anyway).
+    valid: they cannot reach a pixel with alpha >= 1/255 anyway) and compensation [N],
+    sqrt(det(J Sigma J^T) / det(J Sigma J^T + eps2d I)) from the two matrices (antialiased mode).
     """
     m = np.asarray(means, np.float64)
     q = np.asarray(quats, np.float64)
@@ -58,14 +59,17 @@ def project_reference(means, quats, scales, opacities, viewmat, K, width, height
     J[:, 0, 2] = -fx * tx / Zs**2
     J[:, 1, 1] = fy / Zs
     J[:, 1, 2] = -fy * ty / Zs**2
-    c2 = J @ covc @ J.transpose(0, 2, 1) + eps2d * np.eye(2)
+    c2_orig = J @ covc @ J.transpose(0, 2, 1)
+    c2 = c2_orig + eps2d * np.eye(2)
     det = c2[:, 0, 0] * c2[:, 1, 1] - c2[:, 0, 1] * c2[:, 1, 0]
+    det_orig = np.linalg.det(c2_orig)
     ok &= det > 0
     ok &= o >= ALPHA_THRESHOLD
     dets = np.where(det > 0, det, 1.0)
     conics = np.stack([c2[:, 1, 1] / dets, -c2[:, 0, 1] / dets, c2[:, 0, 0] / dets], -1)
     means2d = np.stack([fx * X / Zs + cx, fy * Y / Zs + cy], -1)
-    return {"means2d": means2d, "conics": conics, "depths": Z, "valid": ok}
+    comp = np.sqrt(np.clip(det_orig / dets, 0.0, None))
+    return {"means2d": means2d, "conics": conics, "depths": Z, "valid": ok, "compensation": comp}
 
 
 def composite_reference(means2d, conics, opacities, colors, depths, valid, width, height,
@@ -115,7 +119,7 @@ def composite_reference(means2d, conics, opacities, colors, depths, valid, width
 
 def render_reference(means, quats, scales, opacities, colors, viewmats, Ks, width, height, *,
                      eps2d=0.3, near_plane=0.01, far_plane=1e10, backgrounds=None,
-                     render_mode="RGB"):
+                     render_mode="RGB", rasterize_mode="classic"):
     """float64 brute-force version of ``pcf_gs.render.rasterize`` (numpy in, numpy out).
 
     colors [N,D] or [C,N,D]. Returns (out [C,H,W,X], alpha [C,H,W,1], near_stop [C,H,W]).
@@ -137,7 +141,8 @@ def render_reference(means, quats, scales, opacities, colors, viewmats, Ks, widt
         elif render_mode in ("D", "ED"):
             col = pr["depths"][:, None]
             bg = None
-        o, a, n = composite_reference(pr["means2d"], pr["conics"], opacities, col, pr["depths"],
+        op = opacities * pr["compensation"] if rasterize_mode == "antialiased" else opacities
+        o, a, n = composite_reference(pr["means2d"], pr["conics"], op, col, pr["depths"],
                                       pr["valid"], width, height, bg)
         if render_mode in ("ED", "RGB+ED"):
             o[..., -1] = o[..., -1] / np.maximum(a, 1e-10)

@@ -40,11 +40,12 @@ def gaussian_labels_direct(params, spec, proto_mu, proto_var, subset: torch.Tens
     return idx.numpy(), k.numpy()
 
 
-def blend_votes(run: Run, view_labels, num_labels: int, backend, eps2d) -> torch.Tensor:
+def blend_votes(run: Run, view_labels, num_labels: int, backend, raster: dict) -> torch.Tensor:
     """votes [N, L]: votes[g, l] = sum over pixels labelled l of g's blending weight T_g * alpha_g there.
 
     ``view_labels``: label maps [H, W] (-1 = no vote) by frame id, a dict or an iterable of (id, map)
     pairs (a generator keeps one map in memory at a time). Memory O(N * L): for few labels (classes).
+    ``raster``: the run's rasterizer keywords (``cfg.render.kw()``: eps2d, rasterize_mode), here and below.
 
     The blending weights are the gradient of a rendered map w.r.t. per-Gaussian colours, so one
     forward and backward per view collects them for every Gaussian at once.
@@ -60,7 +61,7 @@ def blend_votes(run: Run, view_labels, num_labels: int, backend, eps2d) -> torch
         vm, K = run.view(i)
         colors = torch.zeros(N, num_labels, requires_grad=True)
         with torch.enable_grad():
-            img, _, _ = rasterize(means, quats, scales, opac, colors, vm, K, W, H, backend=backend, eps2d=eps2d)
+            img, _, _ = rasterize(means, quats, scales, opac, colors, vm, K, W, H, backend=backend, **raster)
             onehot = torch.zeros(H, W, num_labels)
             valid = lab >= 0
             onehot[valid] = torch.nn.functional.one_hot(lab[valid], num_labels).float()
@@ -120,7 +121,7 @@ class VoteTable:
         return best.numpy()
 
 
-def add_view_votes(table: VoteTable, run: Run, i: int, labels: torch.Tensor, backend, eps2d,
+def add_view_votes(table: VoteTable, run: Run, i: int, labels: torch.Tensor, backend, raster: dict,
                    reuse: dict | None = None) -> None:
     """Add view i's votes to ``table``: every pixel with a label (labels [H, W] in [0, L), -1 = none)
     gives each Gaussian that composites there its blending weight.
@@ -143,14 +144,14 @@ def add_view_votes(table: VoteTable, run: Run, i: int, labels: torch.Tensor, bac
     if not _use_gsplat(backend, means):
         from pcf_gs.render.rasterize import pixel_contributions
 
-        offsets, gids, ws, _ = pixel_contributions(means, quats, scales, opac, vm, K, W, H, pix, eps2d=eps2d, reuse=reuse)
+        offsets, gids, ws, _ = pixel_contributions(means, quats, scales, opac, vm, K, W, H, pix, reuse=reuse, **raster)
         counts = torch.from_numpy(np.diff(offsets))
         table.add(torch.from_numpy(gids), torch.repeat_interleave(flat[pix], counts), torch.from_numpy(ws))
         return
-    _add_view_votes_grad(table, means, quats, scales, opac, vm, K, W, H, labels, backend, eps2d)
+    _add_view_votes_grad(table, means, quats, scales, opac, vm, K, W, H, labels, backend, raster)
 
 
-def _add_view_votes_grad(table: VoteTable, means, quats, scales, opac, vm, K, W, H, labels, backend, eps2d,
+def _add_view_votes_grad(table: VoteTable, means, quats, scales, opac, vm, K, W, H, labels, backend, raster: dict,
                          budget: int = 1 << 25) -> None:
     """:func:`add_view_votes` by rendering one-hot colours and taking their gradient (any backend)."""
     from pcf_gs.render import rasterize
@@ -167,7 +168,7 @@ def _add_view_votes_grad(table: VoteTable, means, quats, scales, opac, vm, K, W,
         colors = torch.zeros(N, len(chunk), device=dev, requires_grad=True)
         with torch.enable_grad():
             img, _, _ = rasterize(means, quats, scales, opac, colors, vm.to(dev), K.to(dev), W, H,
-                                  backend=backend, eps2d=eps2d)
+                                  backend=backend, **raster)
             onehot = torch.zeros(H, W, len(chunk), device=dev)
             valid = lab >= 0
             onehot[valid] = torch.nn.functional.one_hot(lab[valid], len(chunk)).float()
@@ -176,17 +177,17 @@ def _add_view_votes_grad(table: VoteTable, means, quats, scales, opac, vm, K, W,
         table.add(g.cpu(), chunk[c].cpu(), colors.grad[g, c].cpu())
 
 
-def gaussian_labels_vote(run: Run, view_labels, num_labels: int, backend, eps2d) -> np.ndarray:
+def gaussian_labels_vote(run: Run, view_labels, num_labels: int, backend, raster: dict) -> np.ndarray:
     """Blending-weight vote of label maps (``view_labels`` as :func:`blend_votes` takes them), one view at a
     time into a :class:`VoteTable`. Returns [N] argmax (-1: no votes)."""
     table = VoteTable(run.params["means"].shape[0], num_labels)
     for i, lab in view_labels.items() if isinstance(view_labels, dict) else view_labels:
-        add_view_votes(table, run, i, lab, backend, eps2d)
+        add_view_votes(table, run, i, lab, backend, raster)
         table.fold()
     return table.argmax()
 
 
-def gaussian_semantics_vote(run: Run, scene, backend, eps2d, views: list[int] | None = None,
+def gaussian_semantics_vote(run: Run, scene, backend, raster: dict, views: list[int] | None = None,
                             reduce=None) -> torch.Tensor:
     """Per-Gaussian class probabilities [N, C] from the training views' 2D classes (``segment.semantics=vote``).
 
@@ -209,7 +210,7 @@ def gaussian_semantics_vote(run: Run, scene, backend, eps2d, views: list[int] | 
                 lab[~torch.from_numpy(fr.valid)] = -1
             yield i, lab
 
-    votes = blend_votes(run, labels(), C, backend, eps2d)
+    votes = blend_votes(run, labels(), C, backend, raster)
     if reduce is not None:
         votes = reduce(votes)
     total = votes.sum(1, keepdim=True)
@@ -219,10 +220,10 @@ def gaussian_semantics_vote(run: Run, scene, backend, eps2d, views: list[int] | 
     return probs
 
 
-def render_semantics(run: Run, i: int, probs_g: torch.Tensor, backend, eps2d) -> torch.Tensor:
+def render_semantics(run: Run, i: int, probs_g: torch.Tensor, backend, raster: dict) -> torch.Tensor:
     """[H, W, C] blended per-Gaussian class probabilities (probs_g [N, C]) in view i."""
     from pcf_gs.render import rasterize
 
     means, quats, scales, opac = activated_geometry(run.params, detach=True)
     vm, K = run.view(i)
-    return rasterize(means, quats, scales, opac, probs_g, vm, K, run.width, run.height, backend=backend, eps2d=eps2d)[0][0]
+    return rasterize(means, quats, scales, opac, probs_g, vm, K, run.width, run.height, backend=backend, **raster)[0][0]

@@ -71,11 +71,11 @@ def render_view_features(run: Run, i: int, cfg: Config, rgb: bool = False) -> di
     with ``rgb`` also rgb [H, W, 3] in [0, 1] (unclamped)."""
     vm, K = run.view(i)
     W, H = run.width, run.height
-    backend, eps2d = cfg.render.backend, cfg.render.eps2d
-    f = render_features(run.params, run.spec, vm, K, W, H, backend=backend, slow=False, eps2d=eps2d, semantic_probs=True)
+    backend, raster = cfg.render.backend, cfg.render.kw()
+    f = render_features(run.params, run.spec, vm, K, W, H, backend=backend, slow=False, semantic_probs=True, **raster)
     out = {k: v[0] for k, v in f.items()}
     if rgb:
-        out["rgb"] = render_rgb(run.params, vm, K, W, H, run.spec.sh_degree, backend=backend, eps2d=eps2d)[0][0]
+        out["rgb"] = render_rgb(run.params, vm, K, W, H, run.spec.sh_degree, backend=backend, **raster)[0][0]
     return out
 
 
@@ -118,7 +118,7 @@ class GaussianClasses:
     def pixel_classes(self, run: Run, i: int, feats: dict, cfg: Config) -> torch.Tensor:
         """[H, W] class ids of view i (``feats``: :func:`render_view_features` of that view)."""
         if self.voted is not None:
-            return render_semantics(run, i, self.voted, cfg.render.backend, cfg.render.eps2d).argmax(-1)
+            return render_semantics(run, i, self.voted, cfg.render.backend, cfg.render.kw()).argmax(-1)
         return feats["semantics"].argmax(-1)
 
 
@@ -142,7 +142,7 @@ def render_view_inputs(run: Run, i: int, cfg: Config, classes: GaussianClasses) 
     means, quats, scales, opac = activated_geometry(p, detach=True)
     vm, K = run.view(i)
     out, _, meta = rasterize(means, quats, scales, opac, cols, vm, K, run.width, run.height,
-                             backend=cfg.render.backend, eps2d=cfg.render.eps2d)
+                             backend=cfg.render.backend, **cfg.render.kw())
     out = out[0]
     C, E = probs.shape[1], p["inst_mu"].shape[1]
     mu = out[..., C : C + E]
@@ -261,7 +261,7 @@ def gaussian_classes(run: Run, scene, cfg: Config, group: Group | None = None) -
     On several processes (``group``) each votes from its share of the views and the votes are summed."""
     if cfg.segment.semantics == "vote":
         group = group or Group()
-        probs = gaussian_semantics_vote(run, scene, cfg.render.backend, cfg.render.eps2d,
+        probs = gaussian_semantics_vote(run, scene, cfg.render.backend, cfg.render.kw(),
                                         views=group.share(list(run.train_ids))[0], reduce=group.all_sum)
         return GaussianClasses(probs.clamp_min(1e-12).log(), probs)
     return GaussianClasses(run.params["semantics"].detach(), None)
@@ -314,7 +314,7 @@ def label_views(run: Run, ids: list[int], out: Path, protos: Prototypes, classes
             cv2.imwrite(str(out / "pred_surrogateid" / f"{name}.png"), ins.numpy().astype(np.uint16))
             vm, K = run.view(i)
             rgb = render_rgb(run.params, vm, K, run.width, run.height, run.spec.sh_degree, backend=cfg.render.backend,
-                             eps2d=cfg.render.eps2d)[0][0]
+                             **cfg.render.kw())[0][0]
             vis = colorize(sem.numpy(), ins.numpy(), rgb.clamp(0, 1).numpy(), palette, is_thing)
             cv2.imwrite(str(out / "vis" / f"{name}.png"), vis[:, :, ::-1])
             adv()
@@ -345,7 +345,7 @@ def label_gaussians(run: Run, protos: Prototypes, classes: GaussianClasses, is_t
                     if bool(th.any()):
                         lab[th] = protos.assign(f["mu"][th], f["var"][th])[0]
                     # the blending weights from the same render's projection and tile lists
-                    add_view_votes(table, run, i, lab, cfg.render.backend, cfg.render.eps2d, reuse=f["meta"])
+                    add_view_votes(table, run, i, lab, cfg.render.backend, cfg.render.kw(), reuse=f["meta"])
                     adv()
                 table.fold()  # the chunk's votes into the table: the buffer never holds more than a chunk
         tables = group.gather(table)

@@ -91,6 +91,8 @@ class ViewScene:
         source: one-line description of where it came from.
         notes: things the user should know (e.g. why a mode is unavailable).
         version: bumped on every live update (train --viewer), so renderers drop caches.
+        raster: the rasterizer keywords the model was trained with (a run's ``render.kw()``: eps2d,
+            rasterize_mode); gsplat's defaults for splat files, which do not record them.
     """
 
     splats: Splats
@@ -105,6 +107,7 @@ class ViewScene:
     source: str = ""
     notes: list[str] = field(default_factory=list)
     version: int = 0
+    raster: dict = field(default_factory=lambda: {"eps2d": 0.3, "rasterize_mode": "classic"})
 
     def __len__(self) -> int:
         return len(self.splats)
@@ -275,6 +278,7 @@ def from_run(run: Run, instance_ids: np.ndarray | None = None,
     return ViewScene(
         splats=splats, sh_degree=spec.sh_degree, instance_ids=instance_ids, semantic_ids=semantic_ids,
         variance=variance, class_names=names, objects=objects, cameras=cams, up=up, source=source, notes=notes,
+        raster=run.config.render.kw(),
     )
 
 
@@ -379,6 +383,7 @@ def load_ply_file(path: Path, objects_json: Path | None = None, run: Path | None
         splats=splats, sh_degree=sh_degree_of(splats), instance_ids=inst, semantic_ids=sem,
         variance=None if var is None else var.mean(1).astype(np.float32), class_names=names, objects=objects,
         cameras=cams, up=up, source=f"PLY {path}", notes=notes,
+        **({"raster": loaded.config.render.kw()} if run is not None else {}),
     )
 
 

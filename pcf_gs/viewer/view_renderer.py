@@ -209,14 +209,14 @@ class ViewRenderer:
         scene: what to render (replace it with :meth:`set_scene`).
         device: torch device for the Gaussians (default: CUDA when available, else CPU);
             rasterization goes to gsplat on CUDA and to the numba kernels on CPU.
-        eps2d: 2D blur (px^2) as in training.
+
+    The rasterizer keywords (2D blur, antialiasing) are the scene's (``ViewScene.raster``), as in training.
     """
 
-    def __init__(self, scene: ViewScene, device: str | torch.device | None = None, eps2d: float = 0.3):
+    def __init__(self, scene: ViewScene, device: str | torch.device | None = None):
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        self.eps2d = eps2d
         self.lock = threading.RLock()
         self._cache_key = None
         self._cache: _Visible | None = None
@@ -391,7 +391,7 @@ class ViewRenderer:
             colors = torch.cat(chans, 1) if chans else torch.zeros(M, 1, device=dev)
             out, alpha, _ = rasterize(
                 v.means, v.quats, v.scales, v.opacities, colors, vm[None], K[None], width, height,
-                eps2d=self.eps2d, render_mode="RGB+ED" if mode == "depth" else "RGB", near_plane=NEAR_PLANE,
+                render_mode="RGB+ED" if mode == "depth" else "RGB", near_plane=NEAR_PLANE, **scene.raster,
             )
             out, alpha = out[0], alpha[0]
             rgb_img = out[..., :3] + (1 - alpha) * bg if want_rgb else None
@@ -455,14 +455,14 @@ class ViewRenderer:
             K[0, 2] -= math.floor(x)
             K[1, 2] -= math.floor(y)
             geo = (v.means, v.quats, v.scales, v.opacities)
-            _, _, meta = rasterize(*geo, v.ids[:, None].float(), vm, K[None], 1, 1, eps2d=self.eps2d)
+            _, _, meta = rasterize(*geo, v.ids[:, None].float(), vm, K[None], 1, 1, **self.scene.raster)
             touch = (meta["radii"][0] > 0).any(-1).nonzero()[:, 0]
             if len(touch) == 0:
                 return None
             labels, inv = torch.unique(v.ids[touch], return_inverse=True)
             onehot = torch.nn.functional.one_hot(inv, len(labels)).float()
             sub = tuple(g[touch] for g in geo)
-            w, _, _ = rasterize(*sub, onehot, vm, K[None], 1, 1, eps2d=self.eps2d)
+            w, _, _ = rasterize(*sub, onehot, vm, K[None], 1, 1, **self.scene.raster)
             w = w[0, 0, 0]
             if float(w.sum()) < min_alpha:
                 return None

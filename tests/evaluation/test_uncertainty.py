@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pcf_gs.lift.model
+from pcf_gs.config import RenderConfig
 from pcf_gs.evaluation.diagnostics import boundary_uncertainty, instance_boundaries
 
 # what boundary_uncertainty reads of a Run when the renderer is faked
-FAKE_RUN = SimpleNamespace(params=None, spec=None, config=SimpleNamespace(render=SimpleNamespace(backend="cpu", eps2d=0.3)))
+FAKE_RUN = SimpleNamespace(params=None, spec=None, config=SimpleNamespace(render=RenderConfig(backend="cpu")))
 
 
 def square_scene(size=12, lo=2, hi=8):

@@ -37,7 +37,7 @@ def two_blob_setup(labels_per_view):
         sem[:, :8], sem[:, 8:] = left, right
         frames.append(SimpleNamespace(semantics=sem, valid=None, confidence=None))
     scene = SimpleNamespace(classes=SimpleNamespace(num_classes=3), frames=frames)
-    return gaussian_semantics_vote(run, scene, "cpu", 0.3)
+    return gaussian_semantics_vote(run, scene, "cpu", {"eps2d": 0.3})
 
 
 def test_semantic_vote_is_a_multiview_majority():

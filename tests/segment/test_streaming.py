@@ -205,13 +205,13 @@ def test_pixel_votes_equal_gradient_votes():
         lab = torch.from_numpy(scene.frames[i].instances.astype(np.int64)) % L
         lab[:3] = -1  # some pixels without a label
         views[i] = lab
-        add_view_votes(by_pixels, run, i, lab, "cpu", 0.3)
+        add_view_votes(by_pixels, run, i, lab, "cpu", {"eps2d": 0.3})
         from pcf_gs.lift.model import activated_geometry
 
         vm, K = run.view(i)
         _add_view_votes_grad(by_grad, *activated_geometry(run.params, detach=True), vm, K, run.width, run.height,
-                             lab, "cpu", 0.3, budget=3 * N)  # three labels per pass
-    dense = blend_votes(run, views, L, "cpu", 0.3)
+                             lab, "cpu", {"eps2d": 0.3}, budget=3 * N)  # three labels per pass
+    dense = blend_votes(run, views, L, "cpu", {"eps2d": 0.3})
     for t in (by_pixels, by_grad):
         t.fold()
         g, lab = t.keys // L, t.keys % L
@@ -273,7 +273,7 @@ def test_streamed_segment_equals_the_dense_pipeline(tmp_path, monkeypatch):
         ins = torch.zeros(th.shape, dtype=torch.long)
         ins[th] = dense_assign(f["mu"][th], f["var"][th], pm, pv)[0] + 1
         ref_ins[run.frames[i]] = ins.numpy()
-    votes = blend_votes(run, view_labels, P + C, "cpu", 0.3)
+    votes = blend_votes(run, view_labels, P + C, "cpu", {"eps2d": 0.3})
     vote = votes.argmax(1).numpy()
     seen = (votes.max(1).values > 0).numpy()
     assert 0 < (~seen).sum() < len(seen) // 2  # some Gaussians no pixel sees: they take the direct prototype
