@@ -99,8 +99,10 @@ def worker(res: int, n: int, d: int, method: str, reps: int, dense_max_gib: floa
             out, alpha = rasterize_dense(*params, vm, Ks, res, res)
             return out, alpha
     else:
+        kw = {"antialiased": {"rasterize_mode": "antialiased"}, "absgrad": {"absgrad": True}}.get(method, {})
+
         def fwd():
-            out, alpha, meta = rasterize(*params, vm, Ks, res, res, backend="cpu")
+            out, alpha, meta = rasterize(*params, vm, Ks, res, res, backend="cpu", **kw)
             return out, alpha
 
     def once():
@@ -138,6 +140,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dense-max-gib", type=float, default=6.0)
     ap.add_argument("--only", default=None, help="e.g. 128:10000 to run one configuration")
     ap.add_argument("--no-dense", action="store_true")
+    ap.add_argument("--modes", action="store_true",
+                    help="also time gsplat's antialiased mode and absgrad (ratios to the classic render, same run)")
     ap.add_argument("--worker", nargs=4, metavar=("RES", "N", "D", "METHOD"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
@@ -158,7 +162,8 @@ def main(argv=None) -> int:
     for res, n in configs:
         for d in CHANNELS:
             row = {"res": res, "n": n, "d": d}
-            for method in ("numba",) + (() if a.no_dense else ("dense",)):
+            extra = ("antialiased", "absgrad") if a.modes else ()
+            for method in ("numba",) + extra + (() if a.no_dense else ("dense",)):
                 cmd = [sys.executable, __file__, "--worker", str(res), str(n), str(d), method,
                        "--reps", str(a.reps), "--dense-max-gib", str(a.dense_max_gib)]
                 p = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -169,6 +174,9 @@ def main(argv=None) -> int:
             nb, dn = row["numba"], row.get("dense", {"skipped": "not run"})
             if "total_ms" in nb and "total_ms" in dn:
                 row["speedup"] = dn["total_ms"] / nb["total_ms"]
+            for m in extra:
+                if "total_ms" in nb and "total_ms" in row[m]:
+                    row[m + "_ratio"] = {k: row[m][k] / nb[k] for k in ("fwd_ms", "bwd_ms", "total_ms")}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
     meta = {"threads": env["NUMBA_NUM_THREADS"], "cpu_count": os.cpu_count(), "reps": a.reps,
@@ -191,6 +199,15 @@ def main(argv=None) -> int:
                   f(dn, "peak_mib", "{:.0f}"),
                   f"{r['speedup']:.0f}×" if "speedup" in r else "—")
     Console(width=160).print(t)
+    if a.modes:
+        t = Table(title="gsplat's optional modes on the CPU path: time / classic render's, same run (fwd, bwd, total)")
+        for col in ("image", "N", "D", "antialiased", "absgrad"):
+            t.add_column(col, justify="right")
+        for r in rows:
+            cells = [" / ".join(f"{x[k]:.2f}" for k in ("fwd_ms", "bwd_ms", "total_ms")) if (x := r.get(m + "_ratio")) else "—"
+                     for m in ("antialiased", "absgrad")]
+            t.add_row(f"{r['res']}²", f"{r['n']:,}", str(r["d"]), *cells)
+        Console(width=160).print(t)
     return 0
 
 

@@ -4,13 +4,21 @@ A checkpoint holds everything needed to continue bit for bit on CPU (params,
 optimiser and strategy state, RNG states, the step) and everything later
 commands need without the data folder (model spec, classes, normalisation,
 cameras and frame names of every view, the resolved config).
+
+Loading never runs code from the file: ``torch.load(weights_only=True)`` with only numpy's array
+types allowed besides tensors, containers and numbers (the numpy RNG state is an array), so a
+checkpoint from someone else cannot execute anything when ``pcf-gs segment``/``view``/``train --resume``
+opens it.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+import pickle
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pcf_gs.errors import UserError
@@ -51,6 +59,18 @@ def remove_stale_temporaries(run_dir: str | os.PathLike) -> None:
         p.unlink(missing_ok=True)
 
 
+def _numpy_globals() -> list:
+    """The numpy pickle globals a checkpoint may hold (arrays and their dtypes), for ``weights_only`` loading."""
+    for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):  # numpy 2 / numpy 1
+        try:
+            rec = importlib.import_module(mod)._reconstruct
+            break
+        except (ImportError, AttributeError):
+            continue
+    dtypes = [type(np.dtype(c)) for c in "?bBhHiIlLqQefdgFDGUSV"]  # numpy 2 pickles per-dtype classes
+    return [rec, np.ndarray, np.dtype, *dtypes]
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     path = Path(path)
     if path.is_dir():
@@ -58,7 +78,13 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     if not path.is_file():
         raise UserError("no checkpoint here (train first, or check the path)", path)
     try:
-        ck = torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(_numpy_globals()):
+            ck = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):
+            raise UserError(f"cannot read checkpoint (UnpicklingError: {str(e).splitlines()[0]})", path) from None
+        raise UserError("refusing to load: damaged, or holding Python objects other than tensors, arrays and "
+                        "numbers, which a pcf-gs checkpoint never does (loading it could run code)", path) from None
     except Exception as e:  # noqa: BLE001
         raise UserError(f"cannot read checkpoint ({type(e).__name__}: {e})", path) from None
     if not isinstance(ck, dict) or ck.get("format_version") != FORMAT_VERSION:

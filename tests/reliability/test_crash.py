@@ -204,3 +204,27 @@ def test_full_disk_is_one_line_and_keeps_the_checkpoint(tiny_mr, small_tmpfs, ca
     assert (run_dir / "checkpoint.pt").read_bytes() == before  # the last good checkpoint, intact
     assert load_checkpoint(run_dir)["step"] == 24
     assert not list(run_dir.glob(".checkpoint.*"))
+
+
+class _Payload:
+    """Runs code when unpickled: what a hostile 'checkpoint' would carry."""
+
+    def __reduce__(self):
+        return (Path.touch, (Path(_Payload.target),))
+
+
+def test_checkpoint_with_code_is_refused_and_runs_nothing(trained, tmp_path, capsys):
+    """``torch.load(weights_only=True)``: a checkpoint holding a pickled callable is refused in one line,
+    and the callable never runs; real checkpoints (numpy RNG state included) still load."""
+    import torch
+
+    run_dir = trained
+    ck = load_checkpoint(run_dir)  # a real one loads
+    assert ck["step"] > 0
+    _Payload.target = str(tmp_path / "pwned")
+    ck["config"] = {"x": _Payload()}
+    torch.save(ck, run_dir / "checkpoint.pt")
+    assert main(["-q", "segment", str(run_dir), "--out", str(tmp_path / "seg")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refusing to load" in err[0] and "checkpoint.pt" in err[0], err
+    assert not (tmp_path / "pwned").exists()
