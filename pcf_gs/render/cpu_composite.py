@@ -201,8 +201,10 @@ def composite_fwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
         ec: ``EXP_C`` in the working dtype (exp: polynomial for float32, exact for float64).
 
     Per tile and Gaussian, each reachable 16-pixel row is done in two passes: a
-    branch-free one (alpha, stop test, T update, weights; SIMD) and a sparse one that
-    adds w * colour only for the pixels that really composite.
+    branch-free one (alpha, stop test, T update, weights; SIMD) and one that adds
+    w * colour: for D <= 4 densely over the row, channel by channel (SIMD, w = 0 adds
+    nothing, so the sums are bit-identical), otherwise sparsely, only for the pixels
+    that really composite (D-wide loops).
 
     Returns:
         out [I,H,W,D] composited features (+ T_final * background),
@@ -228,6 +230,8 @@ def composite_fwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
         alive = np.zeros((TILE, TILE), colors.dtype)  # 1: still compositing (float mask)
         lastk = np.full((TILE, TILE), -1, np.int32)
         acc = np.zeros((TILE_PIX, D), colors.dtype)
+        acct = np.zeros((D, TILE_PIX), colors.dtype)  # channel-major: the dense small-D path (SIMD over a row)
+        dense = D <= 4
         wrow = np.zeros(TILE, colors.dtype)
         for r in range(ph):
             for cc in range(pw):
@@ -258,18 +262,29 @@ def composite_fwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offse
                     nstop += one if stop else zero
                     lk[cc] = e32 if contrib else lk[cc]
                 n_alive -= nstop
-                for cc in range(TILE):
-                    w = wrow[cc]
-                    if w != zero:
-                        p = r * TILE + cc
-                        for d in range(D):
-                            acc[p, d] += w * colors[gid, d]
+                if dense:
+                    base = r * TILE
+                    for d in range(D):
+                        cd = colors[gid, d]
+                        ad = acct[d]
+                        for cc in range(TILE):
+                            ad[base + cc] += wrow[cc] * cd
+                else:
+                    for cc in range(TILE):
+                        w = wrow[cc]
+                        if w != zero:
+                            p = r * TILE + cc
+                            for d in range(D):
+                                acc[p, d] += w * colors[gid, d]
         for r in range(ph):
             for cc in range(pw):
                 p = r * TILE + cc
                 tp = trans[r, cc]
                 t_final[i, y0 + r, x0 + cc] = tp
                 last[i, y0 + r, x0 + cc] = lastk[r, cc]
+                if dense:
+                    for d in range(D):
+                        acc[p, d] = acct[d, p]
                 if has_bg:
                     for d in range(D):
                         out[i, y0 + r, x0 + cc, d] = acc[p, d] + tp * backgrounds[i, d]
@@ -300,8 +315,9 @@ def _composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offs
         dL/dsigma = -o exp(-sigma) dL/dalpha, dL/do = exp(-sigma) dL/dalpha,
         sigma = 0.5 (a dx^2 + c dy^2) + b dx dy with d = mean - pixel.
 
-    Each row: a branch-free pass (alpha, validity, T recovery), a sparse D-wide pass
-    (c . v and dL/dc) over the valid pixels, then a branch-free pass for the rest.
+    Each row: a branch-free pass (alpha, validity, T recovery), a pass for c . v and dL/dc
+    (for D <= 4 dense over the row, channel by channel; otherwise sparse and D-wide over
+    the valid pixels), then a branch-free pass for the rest.
 
     With ``absgrad`` (gsplat's ``absgrad=True``, the AbsGS densification statistic) each entry also sums
     the absolute values of its per-pixel 2D-mean gradients, |dL/dx| and |dL/dy| pixel by pixel, into
@@ -331,6 +347,8 @@ def _composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offs
         tfin = np.ones((TILE, TILE), colors.dtype)
         lastk = np.full((TILE, TILE), -1, np.int32)
         vo = np.zeros((TILE_PIX, D), colors.dtype)
+        vot = np.zeros((D, TILE_PIX), colors.dtype)  # channel-major copy: the dense small-D path
+        dense = D <= 4
         va = np.zeros((TILE, TILE), colors.dtype)  # v_alpha_out - bg . v
         sbuf = np.zeros((TILE, TILE), colors.dtype)
         fac_r = np.zeros(TILE, colors.dtype)
@@ -352,6 +370,7 @@ def _composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offs
                 bgv = zero
                 for d in range(D):
                     vo[p, d] = v_out[i, yy, xx, d]
+                    vot[d, p] = v_out[i, yy, xx, d]
                     if has_bg:
                         bgv += backgrounds[i, d] * v_out[i, yy, xx, d]
                 va[r, cc] = v_alpha_out[i, yy, xx] - bgv
@@ -387,15 +406,29 @@ def _composite_bwd(means2d, conics, opac, colors, backgrounds, has_bg, tile_offs
                     any_valid += one if valid else zero
                 if any_valid == zero:
                     continue
-                for cc in range(TILE):
-                    fac = fac_r[cc]
-                    cv = zero
-                    if fac != zero:
-                        p = r * TILE + cc
-                        for d in range(D):
-                            cv += colors[gid, d] * vo[p, d]
-                            gcol[d] += fac * vo[p, d]
-                    cv_r[cc] = cv
+                if dense:  # every pixel of the row, SIMD (cv of invalid pixels is multiplied by 0 below)
+                    base = r * TILE
+                    for cc in range(TILE):
+                        cv_r[cc] = zero
+                    for d in range(D):
+                        cd = colors[gid, d]
+                        vd = vot[d]
+                        gd = zero
+                        for cc in range(TILE):
+                            v = vd[base + cc]
+                            cv_r[cc] += cd * v
+                            gd += fac_r[cc] * v
+                        gcol[d] += gd
+                else:
+                    for cc in range(TILE):
+                        fac = fac_r[cc]
+                        cv = zero
+                        if fac != zero:
+                            p = r * TILE + cc
+                            for d in range(D):
+                                cv += colors[gid, d] * vo[p, d]
+                                gcol[d] += fac * vo[p, d]
+                        cv_r[cc] = cv
                 sb = sbuf[r]
                 tf = tfin[r]
                 var = va[r]

@@ -208,9 +208,10 @@ def _tiny_scene(seed=0, N=6, W=20, H=18, C=2, D=2):
     return s
 
 
-def test_gradcheck_composite_kernels_float64():
+@pytest.mark.parametrize("D", [3, 6])  # the kernels' dense (D <= 4) and sparse per-row colour passes
+def test_gradcheck_composite_kernels_float64(D):
     """gradcheck of the numba compositing Function alone (precise exp path)."""
-    W, H, C, N, D = 21, 19, 2, 8, 3
+    W, H, C, N = 21, 19, 2, 8
     s = _tiny_scene(seed=11, N=N, W=W, H=H, C=C, D=D)
     radii, m2, depths, conics = project_gaussians(*s[:4], s[5], s[6], W, H)
     assert (radii > 0).all(-1).sum() >= N  # the Gaussians are really drawn
