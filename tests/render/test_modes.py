@@ -12,7 +12,7 @@ from pcf_gs.render import rasterize
 from pcf_gs.render.projection import project_gaussians, project_gaussians_fused
 from pcf_gs.render.rasterize import pixel_contributions, rasterize_pixels
 from pcf_gs.render.reference import render_reference
-from tests.render.test_render import TOL, TOL_STOP, make_scene
+from tests.render.test_render import TOL, TOL_STOP, make_scene, strategy_round
 
 
 # ----------------------------------------------------------------------------- antialiased
@@ -166,23 +166,8 @@ def test_absgrad_is_the_sum_of_per_pixel_absolute_gradients(mode):
 
 def test_absgrad_drives_gsplat_default_strategy():
     """gsplat's DefaultStrategy(absgrad=True) reads meta["means2d"].absgrad, as on CUDA."""
-    from gsplat.strategy import DefaultStrategy
-
-    W, H, N = 32, 24, 40
-    scene = make_scene(N, W, H, seed=15)
-    params = torch.nn.ParameterDict({
-        "means": scene[0], "scales": torch.log(scene[2]), "quats": scene[1],
-        "opacities": torch.logit(scene[3]), "colors": scene[4],
-    })
-    opts = {k: torch.optim.Adam([v], lr=1e-3) for k, v in params.items()}
-    strat = DefaultStrategy(refine_start_iter=10_000, absgrad=True)
-    state = strat.initialize_state()
-    out, _, info = rasterize(params["means"], params["quats"], torch.exp(params["scales"]),
-                             torch.sigmoid(params["opacities"]), params["colors"], scene[5], scene[6], W, H,
-                             backend="cpu", absgrad=True)
-    strat.step_pre_backward(params, opts, state, 1, info)
-    (out - 0.5).abs().sum().backward()
-    strat.step_post_backward(params, opts, state, 1, info, packed=False)
+    W, H = 32, 24
+    state, info = strategy_round(W, H, 40, absgrad=True, loss=lambda out: (out - 0.5).abs().sum())
     expected = (info["means2d"].absgrad[0] * torch.tensor([W / 2, H / 2])).norm(dim=-1)
     assert torch.allclose(state["grad2d"], torch.where((info["radii"] > 0).all(-1)[0], expected, 0.0))
 

@@ -309,25 +309,32 @@ def test_meta_and_means2d_grad():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params)
 
 
-def test_default_strategy_update_state():
+def strategy_round(W, H, N, absgrad=False, loss=lambda out: out.sum()):
+    """One gsplat DefaultStrategy pre/post-backward round around a CPU render of ``make_scene(N, W, H, seed=15)``
+    (no refinement yet): returns (state, render meta)."""
     from gsplat.strategy import DefaultStrategy
 
-    W, H, N = 32, 24, 40
     scene = make_scene(N, W, H, seed=15)
     params = torch.nn.ParameterDict({
         "means": scene[0], "scales": torch.log(scene[2]), "quats": scene[1],
         "opacities": torch.logit(scene[3]), "colors": scene[4],
     })
     opts = {k: torch.optim.Adam([v], lr=1e-3) for k, v in params.items()}
-    strat = DefaultStrategy(refine_start_iter=10_000)
+    strat = DefaultStrategy(refine_start_iter=10_000, absgrad=absgrad)
     strat.check_sanity(params, opts)
     state = strat.initialize_state()
-    out, alpha, info = rasterize(params["means"], params["quats"], torch.exp(params["scales"]),
-                                 torch.sigmoid(params["opacities"]), params["colors"], scene[5], scene[6],
-                                 W, H, backend="cpu")
+    out, _, info = rasterize(params["means"], params["quats"], torch.exp(params["scales"]),
+                             torch.sigmoid(params["opacities"]), params["colors"], scene[5], scene[6],
+                             W, H, backend="cpu", absgrad=absgrad)
     strat.step_pre_backward(params, opts, state, 1, info)
-    out.sum().backward()
+    loss(out).backward()
     strat.step_post_backward(params, opts, state, 1, info, packed=False)
+    return state, info
+
+
+def test_default_strategy_update_state():
+    N = 40
+    state, info = strategy_round(32, 24, N)
     assert state["grad2d"].shape == (N,) and (state["grad2d"] > 0).any()
     assert torch.equal(state["count"] > 0, (info["radii"] > 0).all(-1)[0])
 
