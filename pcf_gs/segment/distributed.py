@@ -80,6 +80,12 @@ def init_group(timeout_s: float = 1800.0) -> Group:
     return Group(dist.get_rank(), dist.get_world_size())
 
 
-def close_group(group: Group) -> None:
+def close_group(group: Group, ok: bool = True) -> None:
+    """Leave the group. After a successful run every rank first meets the others, so no rank tears down its
+    gloo connections while a peer's last message is still in flight on them (a rank destroyed early was seen
+    to abort: "terminate called without an active exception"). After a failure it leaves at once: the others
+    may be gone, and a barrier would wait for them until the timeout."""
     if group.world > 1 and torch.distributed.is_initialized():
+        if ok:
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()

@@ -438,7 +438,7 @@ def run_segment(
         parse_formats(",".join(export_formats))  # a bad name fails before any work
         export_ply = True
 
-    group = Group()
+    group, ok = Group(), False
     if distributed:
         from pcf_gs.segment.distributed import init_group
 
@@ -458,13 +458,15 @@ def run_segment(
         if [f.name for f in scene.frames] != run.frames:
             raise UserError("frames differ from the ones the run was trained on", root)
         clock.lap("load")
-        return segment_scene(run, scene, cfg, out, split, export_ply, gaussian_labels, progress, export_formats,
+        info = segment_scene(run, scene, cfg, out, split, export_ply, gaussian_labels, progress, export_formats,
                              run_name=str(run_dir), clock=clock, group=group)
+        ok = True
+        return info
     finally:
         if distributed:
             from pcf_gs.segment.distributed import close_group
 
-            close_group(group)
+            close_group(group, ok=ok)
 
 
 def segment_scene(run: Run, scene, cfg: Config, out: Path, split: str = "test", export_ply: bool = False,
