@@ -233,6 +233,10 @@ class SegmentConfig:
     semantics: Literal["vote", "learned"] = "vote"
     """Pixel/Gaussian classes: ``vote`` = the training views' 2D classes voted onto the Gaussians by blending
     weight (a multi-view majority; foreground IoU 86.0 against ``learned``'s 72.4 on a 25-object scene), ``learned`` = the semantic head."""
+    resolution: Literal["native", "train"] = "native"
+    """Size of the label maps ``segment`` writes: ``native``, each view's image size before ``data.downscale`` /
+    ``data.max_size`` (the splats render at any size: the cameras' K is scaled), which is what the ground truth
+    and the official scorers use; ``train``, the size the run was trained at."""
     chunk_views: Annotated[int, Range(ge=1)] = 8
     """Views per chunk in segment's passes over the views (docs/scale.md): each view is rendered and reduced (to
     node statistics, or to votes), and a chunk's votes are buffered, then folded into the per-Gaussian table.

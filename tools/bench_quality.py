@@ -62,7 +62,9 @@ METHODS = {
 }
 SHORT = {"a": "raw 2D", "b": "det + HDBSCAN", "c": "det + MVOA", "d": "prob + HDBSCAN", "e": "prob + MVOA", "f": "full",
          "g": "full, plain MVOA"}
-SCORER = "official-2026-12"  # measurements made with another scorer are re-measured
+# measurements made with another scorer are re-measured (segment and eval, no training). "official-2026-12b":
+# ground truth at its size on disk (before: at the training size) and label maps at the views' native size
+SCORER = "official-2026-12b"
 TRAININGS = {
     "det": ["model.embedding=deterministic", "train.w_cross=0"],
     "prob": ["train.w_cross=0"],
@@ -186,12 +188,13 @@ def measure(run_dir: Path, scene_dir: Path, cell: Path, kind: str) -> None:
     """(child process) segment with MVOA and HDBSCAN, evaluate, and measure boundary uncertainty."""
     from pcf_gs.data import load_scene
     from pcf_gs.evaluation.diagnostics import boundary_uncertainty
-    from pcf_gs.evaluation.evaluate import evaluate_predictions, split_psnr
+    from pcf_gs.evaluation.evaluate import evaluate_predictions, scoring_scene, split_psnr
     from pcf_gs.lift.run import Run
     from pcf_gs.segment.pipeline import run_segment
 
     run = Run.load(run_dir)
-    scene = load_scene(scene_dir, run.config.data, progress=False)
+    scene = load_scene(scene_dir, run.config.data, progress=False)  # the training size: PSNR, uncertainty
+    truth = scoring_scene(scene_dir, run.config.data, progress=False)  # ground truth as on disk
     res: dict = {"psnr": round(split_psnr(run, scene), 2)}
     recs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     res["num_gaussians"] = [r for r in recs if "num_gaussians" in r][-1]["num_gaussians"]
@@ -201,7 +204,7 @@ def measure(run_dir: Path, scene_dir: Path, cell: Path, kind: str) -> None:
         t = time.time()
         info = run_segment(run_dir, seg, clustering=clustering.split("_")[0], gaussian_labels="direct",
                            overrides=segment_defaults() + segment_sets(clustering, n_objects), progress=False)
-        m = evaluate_predictions(scene, seg)
+        m = evaluate_predictions(truth, seg)
         res[clustering] = {k: round(m[k], 2) for k in ("pq", "pq_things", "sq", "rq", "miou")}
         res[clustering].update(prototypes=info["prototypes"], segment_wall_s=round(time.time() - t, 1))
     if kind != "det":  # a deterministic model's variance is a constant
@@ -215,10 +218,9 @@ def raw_2d(scene_dir: Path, a) -> dict:
     out = Path(a.out) / "runs" / scene_dir.name / "raw2d.json"
     if out.exists() and json.loads(out.read_text()).get("scorer") == SCORER:
         return json.loads(out.read_text())
-    from pcf_gs.data import load_scene
-    from pcf_gs.evaluation.evaluate import evaluate_predictions, write_raw_predictions
+    from pcf_gs.evaluation.evaluate import evaluate_predictions, scoring_scene, write_raw_predictions
 
-    sc = load_scene(scene_dir, progress=False)
+    sc = scoring_scene(scene_dir, progress=False)
     pred = out.parent / "raw2d"
     write_raw_predictions(sc, pred)
     m = evaluate_predictions(sc, pred)
@@ -463,7 +465,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.report_only:
         def run_job(job):
             f = out / "runs" / job[0].name / job[1] / "result.json"
-            return json.loads(f.read_text()) if f.exists() else None
+            r = json.loads(f.read_text()) if f.exists() else None
+            if r is not None and r.get("scorer") != SCORER:
+                console.print(f"[yellow]{job[0].name} {job[1]}: measured with scorer {r.get('scorer')}, not "
+                              f"{SCORER}; a run without --report-only re-measures it (no training)[/yellow]")
+            return r
     else:
         def run_job(job):
             return train_and_measure(job[0], job[1], a, threads, console)

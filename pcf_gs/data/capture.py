@@ -185,7 +185,7 @@ def _frame(v, rgb, K, sem, ins, conf, gt_sem, gt_ins, valid, W, H) -> Frame:
     f = Frame(
         name=v.key.replace("/", "__"), rgb=rgb, K=K, c2w=np.asarray(v.c2w, np.float64),
         semantics=sem.astype(np.int32), instances=ins.astype(np.int32), confidence=conf.astype(np.float32),
-        gt_semantics=gt_sem, gt_instances=gt_ins, valid=valid,
+        gt_semantics=gt_sem, gt_instances=gt_ins, valid=valid, source_size=(int(rgb.shape[1]), int(rgb.shape[0])),
     )
     _resize_frame(f, W, H)
     return f

@@ -228,6 +228,7 @@ def load_messy_rooms(root: str | Path, cfg: DataConfig | None = None, progress: 
             gt_semantics=gt_sem,
             gt_instances=gt_ins,
             valid=valid,
+            source_size=(W0, H0),
         )
 
     frames = load_frames(load_one, range(len(stems)), root, progress)

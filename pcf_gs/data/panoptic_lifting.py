@@ -513,6 +513,7 @@ def load_panoptic_lifting(root: str | Path, cfg: DataConfig | None = None, progr
             gt_semantics=gt_sem,
             gt_instances=gt_ins,
             valid=valid,
+            source_size=(W0, H0),
         )
 
     frames = load_frames(load_one, range(len(stems)), root, progress)

@@ -147,6 +147,10 @@ class Frame:
     gt_semantics: np.ndarray | None = None  # [H, W] int32
     gt_instances: np.ndarray | None = None  # [H, W] int32, consistent across views
     valid: np.ndarray | None = None  # [H, W] bool, False where the format marks pixels invalid
+    source_size: tuple[int, int] | None = None
+    """(width, height) of the image before ``data.downscale`` / ``data.max_size`` (and the common-size
+    resampling), after undistortion: every resize scales K per axis, so K at this size is K scaled by
+    source / loaded. ``segment`` labels views at this size (``segment.resolution``). None: as loaded."""
 
     @property
     def height(self) -> int:

@@ -104,16 +104,38 @@ def split_psnr(run: Run, scene, split: str = "test") -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def run_eval(run_dir: Path | None, data: Path, pred: Path, split: str = "test", progress: bool = True) -> dict:
-    """Score ``pred`` (a segment output) against the ground truth of ``data``; PSNR of the run in
-    ``run_dir`` (whose data settings load the scene) when given. Writes PRED/metrics.json."""
+def scoring_scene(data: Path, cfg=None, progress: bool = True):
+    """``data`` loaded as the official scorers read it: the ground truth at the size it has on disk.
+
+    ``cfg`` (a :class:`~pcf_gs.config.DataConfig`, e.g. the run's) keeps its other settings, but not
+    ``downscale`` / ``max_size``: the official evaluation reads the ground-truth maps as they are and resizes
+    them to 512² itself, and a copy downsampled to the training size first would lose the thin and the small
+    objects that the protocol counts (predictions at the training size are scored against it as they are)."""
+    import dataclasses
+
     from pcf_gs.config import DataConfig
+    from pcf_gs.data import load_scene
+
+    cfg = dataclasses.replace(cfg or DataConfig(), downscale=1, max_size=0, load_ground_truth=True)
+    return load_scene(data, cfg, progress=progress)
+
+
+def run_eval(run_dir: Path | None, data: Path, pred: Path, split: str = "test", progress: bool = True) -> dict:
+    """Score ``pred`` (a segment output) against the ground truth of ``data`` at its size on disk
+    (:func:`scoring_scene`); PSNR of the run in ``run_dir`` when given, against the images at the size the
+    run was trained at (its data settings). Writes PRED/metrics.json."""
     from pcf_gs.data import load_scene
     from pcf_gs.lift.run import Run
 
     run = Run.load(run_dir) if run_dir is not None else None
-    scene = load_scene(data, run.config.data if run is not None else DataConfig(), progress=progress)
+    scene = scoring_scene(data, run.config.data if run is not None else None, progress=progress)
     res = evaluate_predictions(scene, Path(pred), split)
-    res["psnr"] = split_psnr(run, scene, split) if run is not None else None
+    if run is not None:
+        dc = run.config.data
+        if dc.downscale != 1 or dc.max_size:  # the images at the training size
+            scene = load_scene(data, dc, progress=progress)
+        res["psnr"] = split_psnr(run, scene, split)
+    else:
+        res["psnr"] = None
     write_json_atomic(Path(pred) / "metrics.json", res)
     return res

@@ -122,8 +122,29 @@ class GaussianClasses:
         return feats["semantics"].argmax(-1)
 
 
+def view_at(run: Run, i: int, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(viewmats [1,4,4], Ks [1,3,3], width, height) of frame i rendered at ``size`` (width, height; None: the
+    run's size). Every resize of the loaders scales K per axis, so K at another size is K scaled by the ratio."""
+    vm, K = run.view(i)
+    if size is None or tuple(size) == (run.width, run.height):
+        return vm, K, run.width, run.height
+    W, H = int(size[0]), int(size[1])
+    K = K.clone()
+    K[:, 0] *= W / run.width
+    K[:, 1] *= H / run.height
+    return vm, K, W, H
+
+
+def output_sizes(run: Run, scene, ids: list[int], cfg: Config) -> dict[int, tuple[int, int]]:
+    """The size of each output view's label maps by ``segment.resolution`` (frame id -> (width, height))."""
+    if cfg.segment.resolution == "train":
+        return {}
+    return {i: scene.frames[i].source_size for i in ids if scene.frames[i].source_size is not None}
+
+
 @torch.no_grad()
-def render_view_inputs(run: Run, i: int, cfg: Config, classes: GaussianClasses) -> dict:
+def render_view_inputs(run: Run, i: int, cfg: Config, classes: GaussianClasses,
+                       size: tuple[int, int] | None = None) -> dict:
     """View i's embedding and classes from one render: mu, var [H, W, E], ``classes`` [H, W] (argmax of the
     blended per-Gaussian class probabilities: ``classes.voted``, else the semantic head's softmax) and ``meta``
     (a CPU render's projection and tile lists, for :func:`pcf_gs.render.rasterize.pixel_contributions`; None
@@ -131,7 +152,8 @@ def render_view_inputs(run: Run, i: int, cfg: Config, classes: GaussianClasses) 
 
     The channels of :func:`~pcf_gs.lift.model.render_features` (``semantic_probs``, no slow copies) with the
     voted probabilities in the class channels: equal, value for value, to :func:`render_view_features` then
-    :meth:`GaussianClasses.pixel_classes`, which take two renders (tests/segment/test_streaming.py)."""
+    :meth:`GaussianClasses.pixel_classes`, which take two renders (tests/segment/test_streaming.py). ``size``:
+    (width, height) to render at (:func:`view_at`); the run's size by default."""
     from pcf_gs.lift.pp_kernel import activate_var
     from pcf_gs.render import rasterize
 
@@ -140,9 +162,9 @@ def render_view_inputs(run: Run, i: int, cfg: Config, classes: GaussianClasses) 
     probs = classes.voted if classes.voted is not None else torch.softmax(p["semantics"], dim=1)
     cols = torch.cat([probs, p["inst_mu"]] + ([p["inst_var"]] if prob else []), dim=1).detach()
     means, quats, scales, opac = activated_geometry(p, detach=True)
-    vm, K = run.view(i)
-    out, _, meta = rasterize(means, quats, scales, opac, cols, vm, K, run.width, run.height,
-                             backend=cfg.render.backend, **cfg.render.kw())
+    vm, K, W, H = view_at(run, i, size)
+    out, _, meta = rasterize(means, quats, scales, opac, cols, vm, K, W, H, backend=cfg.render.backend,
+                             **cfg.render.kw())
     out = out[0]
     C, E = probs.shape[1], p["inst_mu"].shape[1]
     mu = out[..., C : C + E]
@@ -298,22 +320,25 @@ def instance_map(feats: dict, sem: torch.Tensor, protos: Prototypes, is_thing: n
 
 
 def label_views(run: Run, ids: list[int], out: Path, protos: Prototypes, classes: GaussianClasses,
-                is_thing: np.ndarray, palette: np.ndarray, cfg: Config, progress: bool = True) -> None:
+                is_thing: np.ndarray, palette: np.ndarray, cfg: Config, progress: bool = True,
+                sizes: dict[int, tuple[int, int]] | None = None) -> None:
     """Step 3: pixel labels of views ``ids``, written as OUT/pred_semantics/<frame>.png (class ids),
     OUT/pred_surrogateid/<frame>.png (instance = prototype index + 1, 0 = stuff), both uint16,
-    and OUT/vis/<frame>.png (:func:`colorize`)."""
+    and OUT/vis/<frame>.png (:func:`colorize`); view i at ``sizes[i]`` (width, height) when given
+    (:func:`output_sizes`), else at the run's size."""
+    sizes = sizes or {}
     for d in ("pred_semantics", "pred_surrogateid", "vis"):
         (out / d).mkdir(exist_ok=True)  # on several processes, each labels its share into the same folders
     with progress_bar("segment views", len(ids), enabled=progress) as adv:
         for i in ids:
-            f = render_view_inputs(run, i, cfg, classes)
+            f = render_view_inputs(run, i, cfg, classes, sizes.get(i))
             sem = f["classes"]
             ins = instance_map(f, sem, protos, is_thing)
             name = run.frames[i]
             cv2.imwrite(str(out / "pred_semantics" / f"{name}.png"), sem.numpy().astype(np.uint16))
             cv2.imwrite(str(out / "pred_surrogateid" / f"{name}.png"), ins.numpy().astype(np.uint16))
-            vm, K = run.view(i)
-            rgb = render_rgb(run.params, vm, K, run.width, run.height, run.spec.sh_degree, backend=cfg.render.backend,
+            vm, K, W, H = view_at(run, i, sizes.get(i))
+            rgb = render_rgb(run.params, vm, K, W, H, run.spec.sh_degree, backend=cfg.render.backend,
                              **cfg.render.kw())[0][0]
             vis = colorize(sem.numpy(), ins.numpy(), rgb.clamp(0, 1).numpy(), palette, is_thing)
             cv2.imwrite(str(out / "vis" / f"{name}.png"), vis[:, :, ::-1])
@@ -494,11 +519,13 @@ def segment_scene(run: Run, scene, cfg: Config, out: Path, split: str = "test", 
     info: dict = {"clustering": cfg.segment.clustering, **protos.info, "prototypes": int(len(protos))}
     palette = distinct_colors(len(protos) + 1)
     info["semantics"] = cfg.segment.semantics
+    info["resolution"] = cfg.segment.resolution
     if group.world > 1:
         info["processes"] = group.world
 
     def write(tmp: Path) -> None:
-        label_views(run, group.share(ids_out)[0], tmp, protos, classes, is_thing, palette, cfg, progress)
+        label_views(run, group.share(ids_out)[0], tmp, protos, classes, is_thing, palette, cfg, progress,
+                    output_sizes(run, scene, ids_out, cfg))
         group.barrier()  # every process's label maps are in before rank 0 may rename the folder
         clock.lap("label_views")
         labels = label_gaussians(run, protos, classes, is_thing, gaussian_labels, cfg, progress, group)
