@@ -135,6 +135,15 @@ def view_at(run: Run, i: int, size: tuple[int, int] | None = None) -> tuple[torc
     return vm, K, W, H
 
 
+def scaled_kw(cfg: Config, run: Run, W: int, H: int) -> dict:
+    """``cfg.render.kw()`` for a render at W x H of a run trained at another size: the 2D blur ``eps2d`` (px²)
+    scaled by the pixel area ratio, so the footprints cover the same part of the view as in training. At the
+    same blur in pixels, Gaussians fitted to cover the training pixels leave speckle between them."""
+    kw = cfg.render.kw()
+    kw["eps2d"] = kw["eps2d"] * (W / run.width) * (H / run.height)
+    return kw
+
+
 def output_sizes(run: Run, scene, ids: list[int], cfg: Config) -> dict[int, tuple[int, int]]:
     """The size of each output view's label maps by ``segment.resolution`` (frame id -> (width, height))."""
     if cfg.segment.resolution == "train":
@@ -164,7 +173,7 @@ def render_view_inputs(run: Run, i: int, cfg: Config, classes: GaussianClasses,
     means, quats, scales, opac = activated_geometry(p, detach=True)
     vm, K, W, H = view_at(run, i, size)
     out, _, meta = rasterize(means, quats, scales, opac, cols, vm, K, W, H, backend=cfg.render.backend,
-                             **cfg.render.kw())
+                             **scaled_kw(cfg, run, W, H))
     out = out[0]
     C, E = probs.shape[1], p["inst_mu"].shape[1]
     mu = out[..., C : C + E]
@@ -339,7 +348,7 @@ def label_views(run: Run, ids: list[int], out: Path, protos: Prototypes, classes
             cv2.imwrite(str(out / "pred_surrogateid" / f"{name}.png"), ins.numpy().astype(np.uint16))
             vm, K, W, H = view_at(run, i, sizes.get(i))
             rgb = render_rgb(run.params, vm, K, W, H, run.spec.sh_degree, backend=cfg.render.backend,
-                             **cfg.render.kw())[0][0]
+                             **scaled_kw(cfg, run, W, H))[0][0]
             vis = colorize(sem.numpy(), ins.numpy(), rgb.clamp(0, 1).numpy(), palette, is_thing)
             cv2.imwrite(str(out / "vis" / f"{name}.png"), vis[:, :, ::-1])
             adv()
