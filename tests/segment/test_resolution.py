@@ -63,6 +63,7 @@ def test_segment_writes_native_size_and_eval_scores_the_ground_truth_on_disk(tin
         assert cv2.imread(str(native / d / "0.png"), cv2.IMREAD_UNCHANGED).shape[:2] == (24, 32), d
         assert cv2.imread(str(train / d / "0.png"), cv2.IMREAD_UNCHANGED).shape[:2] == (12, 16), d
     assert json.loads((native / "segment.json").read_text())["resolution"] == "native"
+    _native_render_is_the_training_render_upsampled(run)
 
     # the ground truth at its size on disk scores 100 from `pcf-gs eval RUN`, though the run trained at 16 x 12
     truth = scoring_scene(root, DataConfig(max_size=16), progress=False)
@@ -86,3 +87,35 @@ def test_segment_writes_native_size_and_eval_scores_the_ground_truth_on_disk(tin
         cv2.imwrite(str(down / "pred_surrogateid" / f"{f.name}.png"), f.gt_instances.astype(np.uint16))
     assert evaluate_predictions(truth, down, "all")["pq"] < 100.0
     assert main(["-q", "eval", str(run), "--data", str(root), "--pred", str(native), "--split", "all"]) == 0
+
+
+def _native_render_is_the_training_render_upsampled(run_dir):
+    """At twice the training size, with the 2D blur scaled by the pixel area (``scaled_kw``), a view's
+    embedding averaged over 2 x 2 blocks is the training-size render; at the same blur in pixels it is less so
+    (the footprints shrink: speckle between Gaussians)."""
+    import torch
+
+    from pcf_gs.lift.model import activated_geometry
+    from pcf_gs.lift.run import Run
+    from pcf_gs.render import rasterize
+    from pcf_gs.segment.pipeline import scaled_kw, view_at
+
+    run = Run.load(run_dir)
+    run.config.render.eps2d = 2.0  # a blur that matters at this size
+    p = run.params
+    cols = p["inst_mu"].detach()
+    g = activated_geometry(p, detach=True)
+    errs = []
+    for i in range(len(run.frames)):
+        vm, K, W, H = view_at(run, i)
+        small = rasterize(*g, cols, vm, K, W, H, backend="cpu", **run.config.render.kw())[0][0]
+        vm, K2, W2, H2 = view_at(run, i, (2 * W, 2 * H))
+        assert torch.allclose(K2[0, :2], 2 * K[0, :2]) and (W2, H2) == (2 * W, 2 * H)
+        e = []
+        for kw in (scaled_kw(run.config, run, W2, H2), run.config.render.kw()):
+            big = rasterize(*g, cols, vm, K2, W2, H2, backend="cpu", **kw)[0][0]
+            pooled = big.reshape(H, 2, W, 2, -1).mean((1, 3))
+            e.append(float((pooled - small).abs().mean()))
+        errs.append(e)
+    scaled, same = np.mean(errs, 0)
+    assert scaled < 0.8 * same, errs
