@@ -69,6 +69,7 @@ class RenderedRun:
             self.run = dataclasses.replace(r, K=r.K * torch.tensor([scale, scale, 1.0])[:, None], width=r.width * scale,
                                            height=r.height * scale)
             self.cfg.data.max_size *= scale
+            self.cfg.render.eps2d *= scale * scale  # the blur in px² at the new size (segment's scaled_kw)
         self.scene = load_scene(self.run.root, self.cfg.data, progress=False)
         self.is_thing = self.scene.classes.is_thing_array()
         classes = gaussian_classes(self.run, self.scene, self.cfg)
