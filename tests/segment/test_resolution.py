@@ -16,8 +16,7 @@ from pcf_gs.data.images import scale_intrinsics
 from pcf_gs.evaluation.evaluate import evaluate_predictions, scoring_scene
 from pcf_gs.synth import SynthOptions, generate_scene
 from pcf_gs.synth.layouts import write_layout
-
-ALL = DataConfig(test_every=0, test_fraction=0.0)
+from tests.data.test_captures import ALL
 
 
 @pytest.fixture(scope="module")
@@ -68,25 +67,25 @@ def test_segment_writes_native_size_and_eval_scores_the_ground_truth_on_disk(tin
     # the ground truth at its size on disk scores 100 from `pcf-gs eval RUN`, though the run trained at 16 x 12
     truth = scoring_scene(root, DataConfig(max_size=16), progress=False)
     assert (truth.frames[0].width, truth.frames[0].height) == (32, 24)
-    gt = tmp_path / "gt"
-    for d in ("pred_semantics", "pred_surrogateid"):
-        (gt / d).mkdir(parents=True)
-    for f in truth.frames:
-        cv2.imwrite(str(gt / "pred_semantics" / f"{f.name}.png"), f.gt_semantics.astype(np.uint16))
-        cv2.imwrite(str(gt / "pred_surrogateid" / f"{f.name}.png"), f.gt_instances.astype(np.uint16))
+    gt = _ground_truth_as_prediction(truth, tmp_path / "gt")
     assert main(["-q", "eval", str(run), "--data", str(root), "--pred", str(gt), "--split", "all"]) == 0
     m = json.loads((gt / "metrics.json").read_text())
     assert m["pq"] == pytest.approx(100.0) and m["psnr"] > 0
     # a copy of the ground truth at the training size is not a perfect prediction of the one on disk
     small = load_scene(root, DataConfig(max_size=16), progress=False)
-    down = tmp_path / "down"
-    for d in ("pred_semantics", "pred_surrogateid"):
-        (down / d).mkdir(parents=True)
-    for f in small.frames:
-        cv2.imwrite(str(down / "pred_semantics" / f"{f.name}.png"), f.gt_semantics.astype(np.uint16))
-        cv2.imwrite(str(down / "pred_surrogateid" / f"{f.name}.png"), f.gt_instances.astype(np.uint16))
+    down = _ground_truth_as_prediction(small, tmp_path / "down")
     assert evaluate_predictions(truth, down, "all")["pq"] < 100.0
     assert main(["-q", "eval", str(run), "--data", str(root), "--pred", str(native), "--split", "all"]) == 0
+
+
+def _ground_truth_as_prediction(scene, out):
+    """Every frame's ground truth written as a segment output (pred_semantics/, pred_surrogateid/) at its loaded size."""
+    for d in ("pred_semantics", "pred_surrogateid"):
+        (out / d).mkdir(parents=True)
+    for f in scene.frames:
+        cv2.imwrite(str(out / "pred_semantics" / f"{f.name}.png"), f.gt_semantics.astype(np.uint16))
+        cv2.imwrite(str(out / "pred_surrogateid" / f"{f.name}.png"), f.gt_instances.astype(np.uint16))
+    return out
 
 
 def _native_render_is_the_training_render_upsampled(run_dir):
