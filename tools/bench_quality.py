@@ -64,8 +64,8 @@ SHORT = {"a": "raw 2D", "b": "det + HDBSCAN", "c": "det + MVOA", "d": "prob + HD
          "g": "full, plain MVOA"}
 # measurements made with another scorer are re-measured (segment and eval, no training). "official-2026-12b":
 # ground truth at its size on disk (before: at the training size) and label maps at the views' native size (c: with
-# the 2D blur scaled to that size)
-SCORER = "official-2026-12c"
+# the 2D blur scaled to that size; d: segment.vote_rule=majority, each Gaussian's voted class one-hot)
+SCORER = "official-2026-12d"
 TRAININGS = {
     "det": ["model.embedding=deterministic", "train.w_cross=0"],
     "prob": ["train.w_cross=0"],

@@ -293,7 +293,8 @@ def gaussian_classes(run: Run, scene, cfg: Config, group: Group | None = None) -
     if cfg.segment.semantics == "vote":
         group = group or Group()
         probs = gaussian_semantics_vote(run, scene, cfg.render.backend, cfg.render.kw(),
-                                        views=group.share(list(run.train_ids))[0], reduce=group.all_sum)
+                                        views=group.share(list(run.train_ids))[0], reduce=group.all_sum,
+                                        rule=cfg.segment.vote_rule)
         return GaussianClasses(probs.clamp_min(1e-12).log(), probs)
     return GaussianClasses(run.params["semantics"].detach(), None)
 

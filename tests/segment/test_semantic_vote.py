@@ -10,7 +10,7 @@ import pytest
 import torch
 
 
-def two_blob_setup(labels_per_view):
+def two_blob_setup(labels_per_view, rule="share"):
     """Two opaque Gaussians left and right of a 16x8 camera looking down +z; one label map per view."""
     from pcf_gs.config import Config
     from pcf_gs.data.scene import ClassInfo, ClassTable, Normalization
@@ -37,7 +37,7 @@ def two_blob_setup(labels_per_view):
         sem[:, :8], sem[:, 8:] = left, right
         frames.append(SimpleNamespace(semantics=sem, valid=None, confidence=None))
     scene = SimpleNamespace(classes=SimpleNamespace(num_classes=3), frames=frames)
-    return gaussian_semantics_vote(run, scene, "cpu", {"eps2d": 0.3})
+    return gaussian_semantics_vote(run, scene, "cpu", {"eps2d": 0.3}, rule=rule)
 
 
 def test_semantic_vote_is_a_multiview_majority():
@@ -46,3 +46,14 @@ def test_semantic_vote_is_a_multiview_majority():
     assert p.shape == (2, 3) and torch.allclose(p.sum(1), torch.ones(2))
     assert p.argmax(1).tolist() == [2, 0]
     assert float(p[0, 2]) == pytest.approx(2 / 3, abs=0.02) and float(p[1, 0]) > 0.95
+
+
+def test_majority_rule_is_one_hot_of_the_vote():
+    # segment.vote_rule=majority (the default): the left Gaussian, class 2 in two views of three, is class 2
+    # outright, so a view blending it with the room's Gaussians is not pulled towards class 0 by the missed view
+    share = two_blob_setup([(2, 0), (2, 0), (0, 0)], rule="share")
+    major = two_blob_setup([(2, 0), (2, 0), (0, 0)], rule="majority")
+    assert torch.equal(major, torch.nn.functional.one_hot(share.argmax(1), 3).float())
+    assert major.tolist() == [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    with pytest.raises(ValueError, match="vote rule"):
+        two_blob_setup([(2, 0)], rule="mean")
