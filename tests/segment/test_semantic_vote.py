@@ -10,7 +10,7 @@ import pytest
 import torch
 
 
-def two_blob_setup(labels_per_view, rule="share"):
+def two_blob_setup(labels_per_view, rule="share", parts=False):
     """Two opaque Gaussians left and right of a 16x8 camera looking down +z; one label map per view."""
     from pcf_gs.config import Config
     from pcf_gs.data.scene import ClassInfo, ClassTable, Normalization
@@ -37,6 +37,8 @@ def two_blob_setup(labels_per_view, rule="share"):
         sem[:, :8], sem[:, 8:] = left, right
         frames.append(SimpleNamespace(semantics=sem, valid=None, confidence=None))
     scene = SimpleNamespace(classes=SimpleNamespace(num_classes=3), frames=frames)
+    if parts:
+        return run, scene
     return gaussian_semantics_vote(run, scene, "cpu", {"eps2d": 0.3}, rule=rule)
 
 
@@ -57,3 +59,15 @@ def test_majority_rule_is_one_hot_of_the_vote():
     assert major.tolist() == [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
     with pytest.raises(ValueError, match="vote rule"):
         two_blob_setup([(2, 0)], rule="mean")
+
+
+@pytest.mark.parametrize("rule", ["majority", "share"])
+def test_segment_reads_the_vote_rule_from_its_config(rule):
+    from pcf_gs.config import apply_overrides
+    from pcf_gs.segment.pipeline import gaussian_classes
+
+    run, scene = two_blob_setup([(2, 0), (2, 0), (0, 0)], parts=True)
+    cfg = apply_overrides(run.config, ["render.eps2d=0.3", f"segment.vote_rule={rule}"])
+    classes = gaussian_classes(run, scene, cfg)
+    assert torch.equal(classes.voted, two_blob_setup([(2, 0), (2, 0), (0, 0)], rule=rule))
+    assert classes.voted.argmax(1).tolist() == [2, 0]
