@@ -237,7 +237,9 @@ class SegmentConfig:
     """With ``semantics=vote``: each Gaussian takes its vote's most frequent class (``majority``, one-hot) or the
     vote's class shares (``share``, the rule before 2026-12), which the views then blend
     (:func:`~pcf_gs.segment.gaussian_labels.gaussian_semantics_vote`). ``majority``: +0.8 PQ^scene on
-    average over the 9 v2 grid models of (f), +0.0 to +2.4 per scene, the most at 100 objects (docs/results.md)."""
+    average over the 9 v2 grid models of (f), +0.0 to +2.4 per scene, the most at 100 objects (docs/results.md).
+    The label maps use it; the Gaussian labels (``--gaussian-labels vote``) vote from the shares' pixel classes
+    (``GaussianClasses.by_shares``: majority classes worsened the exported objects of a short toy run)."""
     resolution: Literal["native", "train"] = "native"
     """Size of the label maps ``segment`` writes: ``native``, each view's image size before ``data.downscale`` /
     ``data.max_size`` (the splats render at any size: the cameras' K is scaled), which is what the ground truth

@@ -226,9 +226,12 @@ def gaussian_semantics_vote(run: Run, scene, backend, raster: dict, views: list[
     probs = torch.softmax(run.params["semantics"].detach(), 1)
     seen = total[:, 0] > 0
     probs[seen] = votes[seen] / total[seen]
-    if rule == "majority":
-        probs = torch.nn.functional.one_hot(probs.argmax(1), C).to(probs.dtype)
-    return probs
+    return majority(probs) if rule == "majority" else probs
+
+
+def majority(probs: torch.Tensor) -> torch.Tensor:
+    """[N, C] one-hot of each row's most probable class (``segment.vote_rule=majority``)."""
+    return torch.nn.functional.one_hot(probs.argmax(1), probs.shape[1]).to(probs.dtype)
 
 
 def render_semantics(run: Run, i: int, probs_g: torch.Tensor, backend, raster: dict) -> torch.Tensor:
