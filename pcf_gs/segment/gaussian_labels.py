@@ -188,27 +188,20 @@ def gaussian_labels_vote(run: Run, view_labels, num_labels: int, backend, raster
 
 
 def gaussian_semantics_vote(run: Run, scene, backend, raster: dict, views: list[int] | None = None,
-                            reduce=None, rule: str = "majority") -> torch.Tensor:
-    """Per-Gaussian class probabilities [N, C] from the training views' 2D classes (``segment.semantics=vote``).
+                            reduce=None) -> torch.Tensor:
+    """Per-Gaussian class shares [N, C] from the training views' 2D classes (``segment.semantics=vote``).
 
     Each Gaussian's vote is the distribution of the classes of the pixels it blends into, weighted by
-    blending weight: share_g(c) = sum_{pixels labelled c} T*alpha_g / sum_{all pixels} T*alpha_g.
-    ``rule`` (``segment.vote_rule``) turns the vote into the Gaussian's classes:
-
-    - ``majority``: one-hot of the vote's most frequent class (a Gaussian belongs to one object). A view
-      then blends decided Gaussians, so a small object whose Gaussians were missed by the 2D model in some
-      views (share 0.7-0.9 thing) is not pulled under 0.5 by the room's Gaussians it blends with.
-    - ``share``: the shares themselves (the rule before 2026-12).
-
-    Gaussians no pixel sees keep the semantic head's softmax (one-hot of its argmax with ``majority``). The
-    2D confidences are not used: weighting by them cost 13 points of foreground IoU on a synthetic scene
-    (confidence is lower on thing pixels than on the room, so it tilts mixed Gaussians towards stuff).
+    blending weight: share_g(c) = sum_{pixels labelled c} T*alpha_g / sum_{all pixels} T*alpha_g, a
+    multi-view majority of the noisy 2D labels in closed form (``segment.vote_rule=share`` blends these;
+    ``majority``, the default, blends :func:`majority` of them). Gaussians no pixel sees keep the semantic
+    head's softmax. The 2D confidences are not used: weighting by them cost 13 points of foreground IoU on a
+    synthetic scene (confidence is lower on thing pixels than on the room, so it tilts mixed Gaussians
+    towards stuff).
 
     ``views``: the frame ids to vote from (default: the training views); ``reduce``: applied to the
     votes [N, C] before they are normalised (the sum over processes of a distributed ``segment``).
     """
-    if rule not in ("majority", "share"):
-        raise ValueError(f"vote rule must be majority or share, not {rule!r}")
     C = scene.classes.num_classes
 
     def labels():  # one view's map at a time
@@ -226,11 +219,15 @@ def gaussian_semantics_vote(run: Run, scene, backend, raster: dict, views: list[
     probs = torch.softmax(run.params["semantics"].detach(), 1)
     seen = total[:, 0] > 0
     probs[seen] = votes[seen] / total[seen]
-    return majority(probs) if rule == "majority" else probs
+    return probs
 
 
 def majority(probs: torch.Tensor) -> torch.Tensor:
-    """[N, C] one-hot of each row's most probable class (``segment.vote_rule=majority``)."""
+    """[N, C] one-hot of each row's most probable class (``segment.vote_rule=majority``).
+
+    A Gaussian belongs to one object: a view then blends decided Gaussians, so a small object whose
+    Gaussians the 2D model missed in some views (thing share 0.7-0.9) is not pulled under 0.5 by the room's
+    Gaussians it blends with."""
     return torch.nn.functional.one_hot(probs.argmax(1), probs.shape[1]).to(probs.dtype)
 
 

@@ -306,7 +306,7 @@ def gaussian_classes(run: Run, scene, cfg: Config, group: Group | None = None) -
     if cfg.segment.semantics == "vote":
         group = group or Group()
         shares = gaussian_semantics_vote(run, scene, cfg.render.backend, cfg.render.kw(),
-                                         views=group.share(list(run.train_ids))[0], reduce=group.all_sum, rule="share")
+                                         views=group.share(list(run.train_ids))[0], reduce=group.all_sum)
         probs = majority(shares) if cfg.segment.vote_rule == "majority" else shares
         return GaussianClasses(probs.clamp_min(1e-12).log(), probs, shares)
     return GaussianClasses(run.params["semantics"].detach(), None)

@@ -10,13 +10,12 @@ import pytest
 import torch
 
 
-def two_blob_setup(labels_per_view, rule="share", parts=False):
-    """Two opaque Gaussians left and right of a 16x8 camera looking down +z; one label map per view."""
+def two_blob_scene(labels_per_view):
+    """(run, scene): two opaque Gaussians left and right of a 16x8 camera looking down +z; one label map per view."""
     from pcf_gs.config import Config
     from pcf_gs.data.scene import ClassInfo, ClassTable, Normalization
     from pcf_gs.lift.model import ModelSpec
     from pcf_gs.lift.run import Run
-    from pcf_gs.segment.gaussian_labels import gaussian_semantics_vote
 
     params = {
         "means": torch.tensor([[-0.5, 0.0, 2.0], [0.5, 0.0, 2.0]]),
@@ -37,9 +36,14 @@ def two_blob_setup(labels_per_view, rule="share", parts=False):
         sem[:, :8], sem[:, 8:] = left, right
         frames.append(SimpleNamespace(semantics=sem, valid=None, confidence=None))
     scene = SimpleNamespace(classes=SimpleNamespace(num_classes=3), frames=frames)
-    if parts:
-        return run, scene
-    return gaussian_semantics_vote(run, scene, "cpu", {"eps2d": 0.3}, rule=rule)
+    return run, scene
+
+
+def two_blob_setup(labels_per_view):
+    """The vote's class shares [2, 3] of :func:`two_blob_scene`."""
+    from pcf_gs.segment.gaussian_labels import gaussian_semantics_vote
+
+    return gaussian_semantics_vote(*two_blob_scene(labels_per_view), "cpu", {"eps2d": 0.3})
 
 
 def test_semantic_vote_is_a_multiview_majority():
@@ -53,21 +57,28 @@ def test_semantic_vote_is_a_multiview_majority():
 def test_majority_rule_is_one_hot_of_the_vote():
     # segment.vote_rule=majority (the default): the left Gaussian, class 2 in two views of three, is class 2
     # outright, so a view blending it with the room's Gaussians is not pulled towards class 0 by the missed view
-    share = two_blob_setup([(2, 0), (2, 0), (0, 0)], rule="share")
-    major = two_blob_setup([(2, 0), (2, 0), (0, 0)], rule="majority")
+    from pcf_gs.config import Config, apply_overrides
+    from pcf_gs.errors import UserError
+    from pcf_gs.segment.gaussian_labels import majority
+
+    share = two_blob_setup([(2, 0), (2, 0), (0, 0)])
+    major = majority(share)
     assert torch.equal(major, torch.nn.functional.one_hot(share.argmax(1), 3).float())
     assert major.tolist() == [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
-    with pytest.raises(ValueError, match="vote rule"):
-        two_blob_setup([(2, 0)], rule="mean")
+    with pytest.raises(UserError, match="vote_rule"):
+        apply_overrides(Config(), ["segment.vote_rule=mean"])
 
 
 @pytest.mark.parametrize("rule", ["majority", "share"])
 def test_segment_reads_the_vote_rule_from_its_config(rule):
     from pcf_gs.config import apply_overrides
+    from pcf_gs.segment.gaussian_labels import majority
     from pcf_gs.segment.pipeline import gaussian_classes
 
-    run, scene = two_blob_setup([(2, 0), (2, 0), (0, 0)], parts=True)
+    run, scene = two_blob_scene([(2, 0), (2, 0), (0, 0)])
     cfg = apply_overrides(run.config, ["render.eps2d=0.3", f"segment.vote_rule={rule}"])
     classes = gaussian_classes(run, scene, cfg)
-    assert torch.equal(classes.voted, two_blob_setup([(2, 0), (2, 0), (0, 0)], rule=rule))
+    share = two_blob_setup([(2, 0), (2, 0), (0, 0)])
+    assert torch.equal(classes.shares, share)
+    assert torch.equal(classes.voted, majority(share) if rule == "majority" else share)
     assert classes.voted.argmax(1).tolist() == [2, 0]
