@@ -7,7 +7,7 @@ the features:
 
     out[p] = sum_k w_pk c[g_pk] (+ T_p bg),   w_pk = alpha_pk T_pk
 
-so the numba kernel only walks each listed pixel's tile front to back and records the Gaussians that
+so the numba kernel only walks each listed pixel's tile front to back (once) and records the Gaussians that
 composite there and their weights (``pixel_weights``); the sum over features is then plain torch,
 whose autograd gives the feature gradient dL/dc_g = sum_p w_pg dL/dout_p with no custom backward.
 Gradients for the geometry are not available here (the caller renders densely when it needs them).
@@ -114,8 +114,14 @@ def _group_pass(members, jobs, rows, pxs, pys, tiles_x, T, tile_offsets, flat_id
     return cnt, trans
 
 
+# scratch slots per batch of the single pass (see ``pixel_weights``): 16M slots = 192 MB of address space, of which
+# only the pages holding real contributions are ever touched
+SCRATCH_SLOTS = 1 << 24
+
+
 @njit(cache=True, parallel=True, fastmath=_FM)
-def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, height, tiles_x, tiles_y, ec):
+def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, height, tiles_x, tiles_y, ec,
+                  scratch_slots=SCRATCH_SLOTS):
     """Blending weights at listed pixels.
 
     Args:
@@ -123,9 +129,14 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
         tile_offsets [I*T+1], flat_ids [M]: from ``cpu_binning.bin_tiles``.
         pixels [P] int64: flat indices i*H*W + y*W + x (any order, repeats allowed).
         width, height (px); tiles_x, tiles_y: tile grid; ec: ``EXP_C`` in the working dtype.
+        scratch_slots: size of one batch's scratch space (slots; tests lower it to force several batches).
 
-    Pixels are grouped by tile (one parallel task per tile), so each entry is loaded once per tile; then
-    two passes: count the contributions, then write them.
+    Pixels are grouped by tile (one parallel task per tile), so each entry is loaded once per tile, and
+    each tile's entries are walked once: a pixel can composite each entry of its tile at most once, so
+    pixel j of a tile with n_e entries gets n_e scratch slots and writes its contributions there
+    directly. Scratch that is never written costs address space only (the pages are not touched); the
+    groups are processed in batches of at most ``scratch_slots`` slots (at least one tile each), and each
+    batch's contributions are compacted before the next batch.
 
     Returns:
         offsets [P+1] int64: pixel p's contributions are slots offsets[p]:offsets[p+1],
@@ -169,24 +180,75 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
         a = np.float64(conics[g, 0])
         det = a * np.float64(conics[g, 2]) - np.float64(conics[g, 1]) ** 2
         half_h[g] = math.sqrt(2.0 * max(lvl, 0.0) * a / det) + 1.0 if det > 0 else np.inf
-    counts = np.zeros(P + 1, np.int64)
+    # per group-ordered pixel q (pixel order[q]): its scratch capacity, contribution count and compacted start
+    cap = np.empty(P, np.int64)
+    for gi in range(n_groups):
+        job = jobs[order[groups[gi]]]
+        for q in range(groups[gi], groups[gi + 1]):
+            cap[q] = tile_offsets[job + 1] - tile_offsets[job]
+    counts_go = np.zeros(P, np.int64)
+    start_go = np.zeros(P + 1, np.int64)
     t_final = np.ones(P, ec.dtype)
-    no_ids = np.zeros(0, np.int64)
-    no_ws = np.zeros(0, ec.dtype)
-    for gi in prange(n_groups):
-        members = order[groups[gi]:groups[gi + 1]]
-        cnt, trans = _group_pass(members, jobs, rows, pxs, pys, tiles_x, T, tile_offsets, flat_ids, means2d, conics,
-                                 opac, reach, half_h, ec, no_ids, no_ws, no_ids, False)
-        for j in range(members.shape[0]):
-            counts[members[j] + 1] = cnt[j]
-            t_final[members[j]] = trans[j]
+    go_ids = np.empty(max(4 * P, 16), np.int64)
+    go_ws = np.empty(max(4 * P, 16), ec.dtype)
+    g0 = 0
+    while g0 < n_groups:
+        g1 = g0 + 1  # at least one tile per batch
+        size = groups[g1] - groups[g0]
+        while g1 < n_groups and size + (groups[g1 + 1] - groups[g1]) * cap[groups[g1]] <= scratch_slots:
+            size += (groups[g1 + 1] - groups[g1]) * cap[groups[g1]]
+            g1 += 1
+        q0 = groups[g0]
+        q1 = groups[g1]
+        sslot = np.empty(q1 - q0, np.int64)
+        tot = 0
+        for q in range(q0, q1):
+            sslot[q - q0] = tot
+            tot += cap[q]
+        s_ids = np.empty(tot, np.int64)
+        s_ws = np.empty(tot, ec.dtype)
+        for gi in prange(g0, g1):
+            a0 = groups[gi]
+            a1 = groups[gi + 1]
+            members = order[a0:a1]
+            cnt, trans = _group_pass(members, jobs, rows, pxs, pys, tiles_x, T, tile_offsets, flat_ids, means2d,
+                                     conics, opac, reach, half_h, ec, s_ids, s_ws, sslot[a0 - q0:a1 - q0], True)
+            for j in range(a1 - a0):
+                counts_go[a0 + j] = cnt[j]
+                t_final[members[j]] = trans[j]
+        for q in range(q0, q1):
+            start_go[q + 1] = start_go[q] + counts_go[q]
+        need = start_go[q1]
+        if need > go_ids.shape[0]:
+            n_new = max(need, 2 * go_ids.shape[0])
+            ids2 = np.empty(n_new, np.int64)
+            ws2 = np.empty(n_new, ec.dtype)
+            for k in range(start_go[q0]):
+                ids2[k] = go_ids[k]
+                ws2[k] = go_ws[k]
+            go_ids = ids2
+            go_ws = ws2
+        for q in prange(q0, q1):
+            src = sslot[q - q0]
+            dst = start_go[q]
+            for k in range(counts_go[q]):
+                go_ids[dst + k] = s_ids[src + k]
+                go_ws[dst + k] = s_ws[src + k]
+        g0 = g1
+    # back to the caller's pixel order
+    counts = np.zeros(P + 1, np.int64)
+    for q in range(P):
+        counts[order[q] + 1] = counts_go[q]
     offsets = np.cumsum(counts)
     gids = np.empty(offsets[P], np.int64)
     ws = np.empty(offsets[P], ec.dtype)
-    for gi in prange(n_groups):
-        members = order[groups[gi]:groups[gi + 1]]
-        _group_pass(members, jobs, rows, pxs, pys, tiles_x, T, tile_offsets, flat_ids, means2d, conics, opac, reach,
-                    half_h, ec, gids, ws, offsets[members], True)
+    for q in prange(P):
+        p = order[q]
+        src = start_go[q]
+        dst = offsets[p]
+        for k in range(counts_go[q]):
+            gids[dst + k] = go_ids[src + k]
+            ws[dst + k] = go_ws[src + k]
     return offsets, gids, ws, t_final
 
 

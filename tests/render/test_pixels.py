@@ -71,3 +71,32 @@ def test_geometry_gradient_falls_back_to_the_dense_render():
         got, _ = rasterize_pixels(*s2, W, H, pix)
         got.sum().backward()
         torch.testing.assert_close(s2[k].grad, s1[k].grad)
+
+
+@pytest.mark.parametrize("scratch_slots", [1, 700])
+def test_small_scratch_batches_give_the_same_lists(scratch_slots, monkeypatch):
+    """The single pass writes into scratch space batch by batch; any batch size gives the same lists,
+    in the caller's pixel order (repeats and several cameras included)."""
+    import numpy as np
+
+    from pcf_gs.render import cpu_pixels
+    from pcf_gs.render.rasterize import pixel_contributions
+
+    W, H, C, N = 45, 38, 2, 300
+    means, quats, scales, opac, _, vm, Ks = make_scene(N, W, H, C=C, D=3, seed=3, size=0.3)
+    pix = _pixels(C, W, H, 400, 5)
+    pix[:30] = pix[0]
+    ref = pixel_contributions(means, quats, scales, opac, vm, Ks, W, H, pix)
+    assert ref[0][-1] > 1000  # enough contributions for several batches
+    orig = cpu_pixels.pixel_weights
+    calls = []
+
+    def small(*args):
+        calls.append(1)
+        return orig(*args, scratch_slots)
+
+    monkeypatch.setattr(cpu_pixels, "pixel_weights", small)
+    got = pixel_contributions(means, quats, scales, opac, vm, Ks, W, H, pix)
+    assert calls == [1]
+    for a, b in zip(ref, got):
+        np.testing.assert_array_equal(a, b)
