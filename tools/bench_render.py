@@ -1,6 +1,9 @@
 """Benchmark the CPU rasterizer against the dense-tile PyTorch baseline.
 
-    NUMBA_NUM_THREADS=2 python tools/bench_render.py [--out bench_render.json] [--reps 5]
+    NUMBA_NUM_THREADS=2 python tools/bench_render.py [--out bench_render.json] [--reps 5] [--vs-numba]
+
+The CPU path is timed as shipped ("cpu": native compositing kernels where they apply, i.e. float32 with
+D <= 4, numba otherwise); ``--vs-numba`` also times the numba kernels alone in the same run.
 
 Every (configuration, method) runs in its own subprocess so that peak memory is
 honest: the worker warms up once (numba cache load, allocator), then resets the
@@ -77,6 +80,8 @@ def _status(key: str) -> int:
 def worker(res: int, n: int, d: int, method: str, reps: int, dense_max_gib: float) -> dict:
     import torch
 
+    if method == "numba_only":  # the numba kernels alone (the native ones off): the baseline of --vs-numba
+        os.environ["PCF_GS_NATIVE"] = "0"
     torch.set_num_threads(int(os.environ.get("NUMBA_NUM_THREADS", "2")))
     from pcf_gs.render import rasterize
     from pcf_gs.render.projection import project_gaussians
@@ -142,6 +147,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-dense", action="store_true")
     ap.add_argument("--modes", action="store_true",
                     help="also time gsplat's antialiased mode and absgrad (ratios to the classic render, same run)")
+    ap.add_argument("--vs-numba", action="store_true",
+                    help="also time the numba kernels alone (native kernels off): ratio in the same run")
     ap.add_argument("--worker", nargs=4, metavar=("RES", "N", "D", "METHOD"), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
@@ -162,8 +169,8 @@ def main(argv=None) -> int:
     for res, n in configs:
         for d in CHANNELS:
             row = {"res": res, "n": n, "d": d}
-            extra = ("antialiased", "absgrad") if a.modes else ()
-            for method in ("numba",) + extra + (() if a.no_dense else ("dense",)):
+            extra = (("antialiased", "absgrad") if a.modes else ()) + (("numba_only",) if a.vs_numba else ())
+            for method in ("cpu",) + extra + (() if a.no_dense else ("dense",)):
                 cmd = [sys.executable, __file__, "--worker", str(res), str(n), str(d), method,
                        "--reps", str(a.reps), "--dense-max-gib", str(a.dense_max_gib)]
                 p = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -171,7 +178,7 @@ def main(argv=None) -> int:
                     row[method] = {"skipped": "failed: " + p.stderr.strip().splitlines()[-1][:80]}
                 else:
                     row[method] = json.loads(p.stdout.strip().splitlines()[-1])
-            nb, dn = row["numba"], row.get("dense", {"skipped": "not run"})
+            nb, dn = row["cpu"], row.get("dense", {"skipped": "not run"})
             if "total_ms" in nb and "total_ms" in dn:
                 row["speedup"] = dn["total_ms"] / nb["total_ms"]
             for m in extra:
@@ -189,10 +196,10 @@ def main(argv=None) -> int:
                 "dense total ms", "dense peak MiB", "speedup"):
         t.add_column(col, justify="right")
     for r in rows:
-        nb, dn = r["numba"], r.get("dense", {"skipped": "not run"})
+        nb, dn = r["cpu"], r.get("dense", {"skipped": "not run"})
         f = lambda x, k, fmt="{:.1f}": fmt.format(x[k]) if k in x else "—"  # noqa: E731
         if "skipped" in nb:
-            print("numba run failed:", nb["skipped"], file=sys.stderr)
+            print("CPU run failed:", nb["skipped"], file=sys.stderr)
         t.add_row(f"{r['res']}²", f"{r['n']:,}", str(r["d"]), f(nb, "fwd_ms"), f(nb, "bwd_ms"),
                   f(nb, "total_ms"), f(nb, "best_total_ms"), f(nb, "peak_mib", "{:.0f}"),
                   f(dn, "total_ms") if "total_ms" in dn else "skipped: " + dn.get("skipped", ""),
@@ -207,6 +214,16 @@ def main(argv=None) -> int:
             cells = [" / ".join(f"{x[k]:.2f}" for k in ("fwd_ms", "bwd_ms", "total_ms")) if (x := r.get(m + "_ratio")) else "—"
                      for m in ("antialiased", "absgrad")]
             t.add_row(f"{r['res']}²", f"{r['n']:,}", str(r["d"]), *cells)
+        Console(width=160).print(t)
+    if a.vs_numba:
+        t = Table(title="the CPU path as shipped (native compositing where it applies) / the numba kernels alone, same run")
+        for col in ("image", "N", "D", "numba fwd ms", "numba bwd ms", "numba total ms", "CPU total ms", "numba / CPU"):
+            t.add_column(col, justify="right")
+        for r in rows:
+            x, nb = r.get("numba_only", {}), r["cpu"]
+            if "total_ms" in x and "total_ms" in nb:
+                t.add_row(f"{r['res']}²", f"{r['n']:,}", str(r["d"]), f"{x['fwd_ms']:.1f}", f"{x['bwd_ms']:.1f}",
+                          f"{x['total_ms']:.1f}", f"{nb['total_ms']:.1f}", f"{x['total_ms'] / nb['total_ms']:.2f}×")
         Console(width=160).print(t)
     return 0
 

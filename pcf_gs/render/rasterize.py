@@ -2,11 +2,14 @@
 
 The CPU path = torch EWA projection (``projection.py``, autograd) + tile binning and
 compositing kernels (``cpu_binning.py``, ``cpu_composite.py``) wrapped in ``_Composite``, a
-``torch.autograd.Function`` whose backward is the numba backward kernel.
+``torch.autograd.Function`` whose backward is the numba backward kernel. Float32 renders of at most 4
+channels (the training's colour pass) composite with the native kernels of ``cpu_native.py`` instead
+when this machine can build them (same rules, float32 rounding apart).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import numpy as np
@@ -41,6 +44,7 @@ class _Composite(torch.autograd.Function):
     def forward(ctx, means2d, conics, opacities, colors, backgrounds, radii, depths, width, height, bins_out=None,
                 absgrad=False):
         from pcf_gs.render import cpu_composite as K
+        from pcf_gs.render import cpu_native
 
         I, N = opacities.shape
         D = colors.shape[-1]
@@ -56,9 +60,10 @@ class _Composite(torch.autograd.Function):
         bg = _np(backgrounds.to(dtype)) if has_bg else np.zeros((I, D), col.dtype)
         ec = K.EXP_C.astype(col.dtype)
         m2f, cnf, opf = m2.reshape(I * N, 2), cn.reshape(I * N, 3), op.reshape(I * N)
-        out, t_final, last = K.composite_fwd(
-            m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, I, width, height, tiles_x, tiles_y, ec
-        )
+        native = cpu_native.usable(col, absgrad)
+        fwd = native.fwd if native is not None else functools.partial(K.composite_fwd, ec=ec)
+        out, t_final, last = fwd(m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, I, width, height, tiles_x, tiles_y)
+        ctx.native = native
         ctx.state = (m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, g_off, g_ent, t_final, last, ec)
         ctx.dims = (I, N, D, width, height, tiles_x, tiles_y)
         ctx.bg_shape = None if backgrounds is None else backgrounds.shape
@@ -82,10 +87,13 @@ class _Composite(torch.autograd.Function):
             if v_alpha is not None
             else np.zeros((I, height, width), dt)
         )
-        bwd = K.composite_bwd_absgrad if ctx.absgrad else K.composite_bwd
+        if ctx.native is not None:
+            bwd = ctx.native.bwd
+        else:
+            bwd = functools.partial(K.composite_bwd_absgrad if ctx.absgrad else K.composite_bwd, ec=ec)
         s_xy, s_conic, s_opac, s_col = bwd(
             m2f, cnf, opf, col, bg, has_bg, tile_off, flat_ids, I, width, height, tiles_x, tiles_y,
-            t_final, last, vo, va, ec,
+            t_final, last, vo, va,
         )
         g_xy, g_conic, g_opac, g_col = K.reduce_entries(s_xy, s_conic, s_opac, s_col, g_off, g_ent)
         if ctx.absgrad:

@@ -1,0 +1,201 @@
+"""Native compositing kernels for the CPU rasterizer: ``native/composite.c``, built on first use, called with ctypes.
+
+The numba kernels (:mod:`pcf_gs.render.cpu_composite`) stay the reference and the fallback. The native ones cover
+the common case of training, the colour pass: float32, at most 4 channels, no ``absgrad``. They follow the same
+rules and agree with numba to float32 rounding (``tests/render/test_native.py``); ``docs/benchmarks.md`` has the
+speed-ups.
+
+Build: the C compiler of the machine (``$CC``, else ``cc``/``gcc``/``clang``) with ``-O3 -march=native``, once per
+(source, flags, CPU), into ``$PCF_GS_NATIVE_CACHE`` (default ``~/.cache/pcf_gs/native``); written to a temporary
+name and renamed, so concurrent processes never load a half-written library. Without a compiler, when the build
+fails, or on a CPU without AVX2 + FMA, :func:`kernels` returns None and the numba kernels run: nothing here can
+make rendering fail. ``PCF_GS_NATIVE=0`` turns the native kernels off.
+
+Threads: ``numba.get_num_threads()`` (so ``NUMBA_NUM_THREADS`` governs both paths); each thread takes (image,
+tile) jobs from a shared counter until none is left (ctypes releases the GIL during the call).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+SOURCE = Path(__file__).with_name("native") / "composite.c"
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC")
+MAX_CHANNELS = 4  # the kernels keep the tile's channel sums in registers / L1 (the training's RGB pass)
+
+_P = ctypes.c_void_p
+_I = ctypes.c_int
+_FWD_ARGS = [_P] * 5 + [_I] + [_P] * 2 + [_I] * 6 + [_P] * 4
+_BWD_ARGS = [_P] * 5 + [_I] + [_P] * 2 + [_I] * 6 + [_P] * 9
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("PCF_GS_NATIVE_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pcf_gs" / "native"
+
+
+def _compiler() -> Optional[str]:
+    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if cc and shutil.which(cc):
+            return shutil.which(cc)
+    return None
+
+
+def _cpu_id() -> str:
+    """The CPU's feature flags (a library built with -march=native must not be loaded on another CPU)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def build(extra_flags: tuple[str, ...] = (), directory: Optional[Path] = None) -> Optional[Path]:
+    """Compile ``composite.c`` (cached); returns the library's path, or None when it cannot be built."""
+    cc = _compiler()
+    if cc is None:
+        return None
+    flags = FLAGS + tuple(extra_flags)
+    src = SOURCE.read_bytes()
+    key = hashlib.sha256(src + repr((cc, flags, _cpu_id(), platform.machine())).encode()).hexdigest()[:16]
+    out_dir = directory or cache_dir()
+    lib = out_dir / f"composite-{key}.so"
+    if lib.exists():
+        return lib
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+        os.close(fd)
+        res = subprocess.run([cc, *flags, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=300)
+        if res.returncode != 0:
+            os.unlink(tmp)
+            warnings.warn(f"pcf-gs: native compositing kernels not built ({cc}: {res.stderr.strip()[-200:]}); "
+                          "using the numba kernels", RuntimeWarning, stacklevel=2)
+            return None
+        os.replace(tmp, lib)
+    except (OSError, subprocess.SubprocessError) as e:
+        warnings.warn(f"pcf-gs: native compositing kernels not built ({e}); using the numba kernels",
+                      RuntimeWarning, stacklevel=2)
+        return None
+    return lib
+
+
+def _ptr(a: np.ndarray):
+    return a.ctypes.data_as(_P)
+
+
+class Kernels:
+    """The loaded library: ``isa`` 512 (AVX-512) or 256 (AVX2 + FMA); ``fwd`` / ``bwd`` as the numba kernels."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lib = ctypes.CDLL(str(path))
+        self.lib.pcf_native_isa.restype = _I
+        self.isa = int(self.lib.pcf_native_isa())
+        self.lib.pcf_composite_fwd.restype = None
+        self.lib.pcf_composite_fwd.argtypes = _FWD_ARGS
+        self.lib.pcf_composite_bwd.restype = None
+        self.lib.pcf_composite_bwd.argtypes = _BWD_ARGS
+        self._pool: Optional[ThreadPoolExecutor] = None
+
+    def _run(self, fn, args) -> None:
+        """``fn(*args, counter)`` on numba's thread count; the threads share the job counter."""
+        import numba
+
+        counter = np.zeros(1, np.int64)
+        n = max(1, numba.get_num_threads())
+        if n == 1:
+            fn(*args, _ptr(counter))
+            return
+        if self._pool is None or self._pool._max_workers < n:
+            self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="pcf-gs-native")
+        for f in [self._pool.submit(fn, *args, _ptr(counter)) for _ in range(n)]:
+            f.result()
+
+    def fwd(self, means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids,
+            n_images, width, height, tiles_x, tiles_y):
+        """``cpu_composite.composite_fwd`` (float32, D <= 4): returns out [I,H,W,D], t_final [I,H,W], last [I,H,W]."""
+        D = colors.shape[1]
+        arrs = [np.ascontiguousarray(a, np.float32) for a in (means2d, conics, opac, colors, backgrounds)]
+        to = np.ascontiguousarray(tile_offsets, np.int64)
+        fi = np.ascontiguousarray(flat_ids, np.int32)
+        out = np.empty((n_images, height, width, D), np.float32)
+        t_final = np.empty((n_images, height, width), np.float32)
+        last = np.empty((n_images, height, width), np.int32)
+        self._run(self.lib.pcf_composite_fwd, (*map(_ptr, arrs), int(has_bg), _ptr(to), _ptr(fi), n_images, width,
+                                               height, tiles_x, tiles_y, D, _ptr(out), _ptr(t_final), _ptr(last)))
+        return out, t_final, last
+
+    def bwd(self, means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids,
+            n_images, width, height, tiles_x, tiles_y, t_final, last, v_out, v_alpha_out):
+        """``cpu_composite.composite_bwd`` (float32, D <= 4): returns the slots s_xy [M,2], s_conic [M,3],
+        s_opac [M], s_col [M,D]."""
+        D = colors.shape[1]
+        M = flat_ids.shape[0]
+        arrs = [np.ascontiguousarray(a, np.float32) for a in (means2d, conics, opac, colors, backgrounds)]
+        to = np.ascontiguousarray(tile_offsets, np.int64)
+        fi = np.ascontiguousarray(flat_ids, np.int32)
+        tf = np.ascontiguousarray(t_final, np.float32)
+        la = np.ascontiguousarray(last, np.int32)
+        vo = np.ascontiguousarray(v_out, np.float32)
+        va = np.ascontiguousarray(v_alpha_out, np.float32)
+        s_xy = np.zeros((M, 2), np.float32)
+        s_conic = np.zeros((M, 3), np.float32)
+        s_opac = np.zeros(M, np.float32)
+        s_col = np.zeros((M, D), np.float32)
+        self._run(self.lib.pcf_composite_bwd, (*map(_ptr, arrs), int(has_bg), _ptr(to), _ptr(fi), n_images, width,
+                                               height, tiles_x, tiles_y, D, _ptr(tf), _ptr(la), _ptr(vo), _ptr(va),
+                                               _ptr(s_xy), _ptr(s_conic), _ptr(s_opac), _ptr(s_col)))
+        return s_xy, s_conic, s_opac, s_col
+
+
+def load(extra_flags: tuple[str, ...] = (), directory: Optional[Path] = None) -> Optional[Kernels]:
+    """Build (cached) and load; None when there is no usable native build (see the module docstring)."""
+    path = build(extra_flags, directory)
+    if path is None:
+        return None
+    try:
+        k = Kernels(path)
+    except OSError as e:
+        warnings.warn(f"pcf-gs: native compositing kernels not loaded ({e}); using the numba kernels",
+                      RuntimeWarning, stacklevel=2)
+        return None
+    return k if k.isa else None
+
+
+@functools.lru_cache(maxsize=1)
+def _default() -> Optional[Kernels]:
+    return load()
+
+
+def kernels() -> Optional[Kernels]:
+    """The process's native kernels, or None (``PCF_GS_NATIVE=0``, no compiler, failed build, no AVX2 + FMA)."""
+    if os.environ.get("PCF_GS_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    return _default()
+
+
+def usable(colors: np.ndarray, absgrad: bool = False) -> Optional[Kernels]:
+    """The native kernels if they cover this render (float32 colors [G, D] with D <= 4, no absgrad), else None."""
+    if absgrad or colors.dtype != np.float32 or not 1 <= colors.shape[1] <= MAX_CHANNELS:
+        return None
+    return kernels()
