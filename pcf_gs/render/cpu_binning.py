@@ -70,6 +70,9 @@ def bin_tiles(means2d, conics, opac, radii, keys, tiles_x, tiles_y):
     G = I * N
     rect = np.zeros((G, 4), np.int32)
     ntiles = np.zeros(G, np.int64)
+    # which tiles of its rectangle a Gaussian reaches, as bits (row-major in the rectangle) when the rectangle
+    # has at most 64 tiles (nearly all): the exact test then runs once per (Gaussian, tile), not three times
+    hits = np.zeros(G, np.uint64)
     # pass 1: tile rectangles and exact counts (parallel over Gaussians)
     for ig in prange(G):
         i = ig // N
@@ -88,13 +91,20 @@ def bin_tiles(means2d, conics, opac, radii, keys, tiles_x, tiles_y):
         rect[ig, 1] = x1
         rect[ig, 2] = y0
         rect[ig, 3] = y1
+        small = (x1 - x0) * (y1 - y0) <= 64
         cnt = 0
+        bits = np.uint64(0)
+        k = 0
         for ty in range(y0, y1):
             for tx in range(x0, x1):
                 if _tile_hit(means2d[i, g, 0], means2d[i, g, 1], conics[i, g, 0], conics[i, g, 1],
                              conics[i, g, 2], opac[i, g], tx, ty):
                     cnt += 1
+                    if small:
+                        bits |= np.uint64(1) << np.uint64(k)
+                k += 1
         ntiles[ig] = cnt
+        hits[ig] = bits
     gauss_offsets = np.zeros(G + 1, np.int64)
     for ig in range(G):
         gauss_offsets[ig + 1] = gauss_offsets[ig] + ntiles[ig]
@@ -106,11 +116,12 @@ def bin_tiles(means2d, conics, opac, radii, keys, tiles_x, tiles_y):
             continue
         i = ig // N
         g = ig - i * N
+        k = 0
         for ty in range(rect[ig, 2], rect[ig, 3]):
             for tx in range(rect[ig, 0], rect[ig, 1]):
-                if _tile_hit(means2d[i, g, 0], means2d[i, g, 1], conics[i, g, 0], conics[i, g, 1],
-                             conics[i, g, 2], opac[i, g], tx, ty):
+                if _hit_again(hits[ig], k, rect[ig], means2d, conics, opac, i, g, tx, ty):
                     tile_cnt[i * T + ty * tiles_x + tx + 1] += 1
+                k += 1
     for k in range(I * T):
         tile_cnt[k + 1] += tile_cnt[k]
     tile_offsets = tile_cnt
@@ -136,17 +147,28 @@ def bin_tiles(means2d, conics, opac, radii, keys, tiles_x, tiles_y):
             g = vidx[order[k]]
             ig = i * N + g
             w = gauss_offsets[ig]
+            kk = 0
             for ty in range(rect[ig, 2], rect[ig, 3]):
                 for tx in range(rect[ig, 0], rect[ig, 1]):
-                    if _tile_hit(means2d[i, g, 0], means2d[i, g, 1], conics[i, g, 0], conics[i, g, 1],
-                                 conics[i, g, 2], opac[i, g], tx, ty):
+                    if _hit_again(hits[ig], kk, rect[ig], means2d, conics, opac, i, g, tx, ty):
                         t = ty * tiles_x + tx
                         pos = cursor[t]
                         cursor[t] = pos + 1
                         flat_ids[pos] = ig
                         gauss_entries[w] = pos
                         w += 1
+                    kk += 1
     return tile_offsets, flat_ids, gauss_offsets, gauss_entries
+
+
+@njit(inline="always")
+def _hit_again(bits, k, rect, means2d, conics, opac, i, g, tx, ty):
+    """Pass 1's verdict for the k-th tile (tx, ty) of Gaussian (i, g)'s rectangle: its bit when the rectangle has
+    at most 64 tiles, else the exact test again."""
+    if (rect[1] - rect[0]) * (rect[3] - rect[2]) <= 64:
+        return (bits >> np.uint64(k)) & np.uint64(1) != np.uint64(0)
+    return _tile_hit(means2d[i, g, 0], means2d[i, g, 1], conics[i, g, 0], conics[i, g, 1], conics[i, g, 2], opac[i, g],
+                     tx, ty)
 
 
 @njit(inline="always")

@@ -1,8 +1,8 @@
 """Native compositing kernels for the CPU rasterizer: ``native/composite.c``, built on first use, called with ctypes.
 
 The numba kernels (:mod:`pcf_gs.render.cpu_composite`) stay the reference and the fallback. The native ones cover
-the common case of training, the colour pass: float32, at most 4 channels, no ``absgrad``. They follow the same
-rules and agree with numba to float32 rounding (``tests/render/test_native.py``); ``docs/benchmarks.md`` has the
+every float32 render without ``absgrad`` (the training's colour pass, the feature and depth renders). They follow
+the same rules and agree with numba to float32 rounding (``tests/render/test_native.py``); ``docs/benchmarks.md`` has the
 speed-ups.
 
 Build: the C compiler of the machine (``$CC``, else ``cc``/``gcc``/``clang``) with ``-O3 -march=native``, once per
@@ -11,8 +11,10 @@ name and renamed, so concurrent processes never load a half-written library. Wit
 fails, or on a CPU without AVX2 + FMA, :func:`kernels` returns None and the numba kernels run: nothing here can
 make rendering fail. ``PCF_GS_NATIVE=0`` turns the native kernels off.
 
-Threads: ``numba.get_num_threads()`` (so ``NUMBA_NUM_THREADS`` governs both paths); each thread takes (image,
-tile) jobs from a shared counter until none is left (ctypes releases the GIL during the call).
+Threads: numba's own thread team (``numba.get_num_threads()``, so ``NUMBA_NUM_THREADS`` governs both paths): a
+``prange`` over the threads calls the C kernel once per thread, and each call takes (image, tile) jobs from a shared
+counter until none is left. Threads of our own competed with numba's, which spin for a while after every parallel
+region: with 2 cores, a pool of 2 Python threads gained almost nothing over 1 thread.
 """
 
 from __future__ import annotations
@@ -26,15 +28,13 @@ import shutil
 import subprocess
 import tempfile
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 SOURCE = Path(__file__).with_name("native") / "composite.c"
-FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-shared", "-fPIC")
-MAX_CHANNELS = 4  # the kernels keep the tile's channel sums in registers / L1 (the training's RGB pass)
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd", "-shared", "-fPIC")  # simd pragmas only: no OpenMP runtime
 
 _P = ctypes.c_void_p
 _I = ctypes.c_int
@@ -103,6 +103,32 @@ def _ptr(a: np.ndarray):
     return a.ctypes.data_as(_P)
 
 
+def _team_runners(lib) -> dict:
+    """numba functions that call the C kernels once per thread of numba's team (``prange`` over n threads), the
+    arrays passed as pointers. Compiled per process (the library's address is baked in), in about a second."""
+    from numba import njit, prange
+
+    fwd, bwd = lib.pcf_composite_fwd, lib.pcf_composite_bwd
+
+    @njit(parallel=True)
+    def run_fwd(n, m2, cn, op, col, bg, has_bg, to, fi, n_img, w, h, tx, ty, d, out, tf, last, counter):
+        for _ in prange(n):
+            fwd(m2.ctypes.data, cn.ctypes.data, op.ctypes.data, col.ctypes.data, bg.ctypes.data, has_bg,
+                to.ctypes.data, fi.ctypes.data, n_img, w, h, tx, ty, d, out.ctypes.data, tf.ctypes.data,
+                last.ctypes.data, counter.ctypes.data)
+
+    @njit(parallel=True)
+    def run_bwd(n, m2, cn, op, col, bg, has_bg, to, fi, n_img, w, h, tx, ty, d, tf, last, vo, va,
+                s_xy, s_conic, s_opac, s_col, counter):
+        for _ in prange(n):
+            bwd(m2.ctypes.data, cn.ctypes.data, op.ctypes.data, col.ctypes.data, bg.ctypes.data, has_bg,
+                to.ctypes.data, fi.ctypes.data, n_img, w, h, tx, ty, d, tf.ctypes.data, last.ctypes.data,
+                vo.ctypes.data, va.ctypes.data, s_xy.ctypes.data, s_conic.ctypes.data, s_opac.ctypes.data,
+                s_col.ctypes.data, counter.ctypes.data)
+
+    return {"pcf_composite_fwd": run_fwd, "pcf_composite_bwd": run_bwd}
+
+
 class Kernels:
     """The loaded library: ``isa`` 512 (AVX-512) or 256 (AVX2 + FMA); ``fwd`` / ``bwd`` as the numba kernels."""
 
@@ -115,25 +141,26 @@ class Kernels:
         self.lib.pcf_composite_fwd.argtypes = _FWD_ARGS
         self.lib.pcf_composite_bwd.restype = None
         self.lib.pcf_composite_bwd.argtypes = _BWD_ARGS
-        self._pool: Optional[ThreadPoolExecutor] = None
+        self._runners: dict = {}
 
-    def _run(self, fn, args) -> None:
-        """``fn(*args, counter)`` on numba's thread count; the threads share the job counter."""
+    def _run(self, name: str, args) -> None:
+        """The C kernel ``name`` on numba's thread count, inside numba's own thread team (a ``prange`` over
+        threads, each calling the kernel; the calls share the job counter). Threads of our own would compete
+        with the team's threads, which spin for a while after every parallel region (projection, binning)."""
         import numba
 
         counter = np.zeros(1, np.int64)
         n = max(1, numba.get_num_threads())
         if n == 1:
-            fn(*args, _ptr(counter))
+            getattr(self.lib, name)(*[_ptr(a) if isinstance(a, np.ndarray) else a for a in args], _ptr(counter))
             return
-        if self._pool is None or self._pool._max_workers < n:
-            self._pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="pcf-gs-native")
-        for f in [self._pool.submit(fn, *args, _ptr(counter)) for _ in range(n)]:
-            f.result()
+        if not self._runners:
+            self._runners = _team_runners(self.lib)
+        self._runners[name](n, *args, counter)
 
     def fwd(self, means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids,
             n_images, width, height, tiles_x, tiles_y):
-        """``cpu_composite.composite_fwd`` (float32, D <= 4): returns out [I,H,W,D], t_final [I,H,W], last [I,H,W]."""
+        """``cpu_composite.composite_fwd`` (float32): returns out [I,H,W,D], t_final [I,H,W], last [I,H,W]."""
         D = colors.shape[1]
         arrs = [np.ascontiguousarray(a, np.float32) for a in (means2d, conics, opac, colors, backgrounds)]
         to = np.ascontiguousarray(tile_offsets, np.int64)
@@ -141,13 +168,13 @@ class Kernels:
         out = np.empty((n_images, height, width, D), np.float32)
         t_final = np.empty((n_images, height, width), np.float32)
         last = np.empty((n_images, height, width), np.int32)
-        self._run(self.lib.pcf_composite_fwd, (*map(_ptr, arrs), int(has_bg), _ptr(to), _ptr(fi), n_images, width,
-                                               height, tiles_x, tiles_y, D, _ptr(out), _ptr(t_final), _ptr(last)))
+        self._run("pcf_composite_fwd", (*arrs, int(has_bg), to, fi, n_images, width, height, tiles_x, tiles_y, D,
+                                        out, t_final, last))
         return out, t_final, last
 
     def bwd(self, means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids,
             n_images, width, height, tiles_x, tiles_y, t_final, last, v_out, v_alpha_out):
-        """``cpu_composite.composite_bwd`` (float32, D <= 4): returns the slots s_xy [M,2], s_conic [M,3],
+        """``cpu_composite.composite_bwd`` (float32): returns the slots s_xy [M,2], s_conic [M,3],
         s_opac [M], s_col [M,D]."""
         D = colors.shape[1]
         M = flat_ids.shape[0]
@@ -162,9 +189,8 @@ class Kernels:
         s_conic = np.zeros((M, 3), np.float32)
         s_opac = np.zeros(M, np.float32)
         s_col = np.zeros((M, D), np.float32)
-        self._run(self.lib.pcf_composite_bwd, (*map(_ptr, arrs), int(has_bg), _ptr(to), _ptr(fi), n_images, width,
-                                               height, tiles_x, tiles_y, D, _ptr(tf), _ptr(la), _ptr(vo), _ptr(va),
-                                               _ptr(s_xy), _ptr(s_conic), _ptr(s_opac), _ptr(s_col)))
+        self._run("pcf_composite_bwd", (*arrs, int(has_bg), to, fi, n_images, width, height, tiles_x, tiles_y, D,
+                                        tf, la, vo, va, s_xy, s_conic, s_opac, s_col))
         return s_xy, s_conic, s_opac, s_col
 
 
@@ -195,7 +221,7 @@ def kernels() -> Optional[Kernels]:
 
 
 def usable(colors: np.ndarray, absgrad: bool = False) -> Optional[Kernels]:
-    """The native kernels if they cover this render (float32 colors [G, D] with D <= 4, no absgrad), else None."""
-    if absgrad or colors.dtype != np.float32 or not 1 <= colors.shape[1] <= MAX_CHANNELS:
+    """The native kernels if they cover this render (float32 colors [G, D], D >= 1, no absgrad), else None."""
+    if absgrad or colors.dtype != np.float32 or colors.shape[1] < 1:
         return None
     return kernels()

@@ -46,7 +46,8 @@ def _kernel_inputs(N, W, H, C, D, seed, size, bg):
 
 @needs_native
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(N=st.integers(0, 400), W=st.integers(1, 50), H=st.integers(1, 45), C=st.integers(1, 3), D=st.integers(1, 4),
+@given(N=st.integers(0, 400), W=st.integers(1, 50), H=st.integers(1, 45), C=st.integers(1, 3),
+       D=st.sampled_from([1, 2, 3, 4, 5, 8, 16, 19]),
        seed=st.integers(0, 1000), size=st.sampled_from([0.05, 0.12, 0.4]), bg=st.booleans(),
        build=st.integers(0, 1))
 def test_native_matches_numba(N, W, H, C, D, seed, size, bg, build):
@@ -70,7 +71,7 @@ def test_native_matches_numba(N, W, H, C, D, seed, size, bg, build):
 @needs_native
 def test_rasterize_uses_native_for_the_colour_pass_and_matches_numba(monkeypatch):
     """End to end through ``rasterize`` (projection, compositing, reduction, autograd): the native path and the
-    numba path give the same image and the same gradients, float32 rounding apart; D > 4 and float64 stay numba."""
+    numba path give the same image and the same gradients, float32 rounding apart; float64 and absgrad stay numba."""
     W, H, C, N = 61, 47, 2, 700
     scene = make_scene(N, W, H, C=C, D=3, seed=11, size=0.2)
     bg = torch.rand(C, 3, generator=torch.Generator().manual_seed(3))
@@ -82,6 +83,9 @@ def test_rasterize_uses_native_for_the_colour_pass_and_matches_numba(monkeypatch
         ((out * w).sum() + alpha.sum()).backward()
         return out.detach(), alpha.detach(), [t.grad for t in s[:5]]
 
+    assert cpu_native.usable(np.zeros((1, 16), np.float32)) is not None  # the feature renders too
+    assert cpu_native.usable(np.zeros((1, 3), np.float64)) is None  # float64 (gradchecks): numba
+    assert cpu_native.usable(np.zeros((1, 3), np.float32), absgrad=True) is None
     calls = []
     orig = cpu_native.Kernels.fwd
     monkeypatch.setattr(cpu_native.Kernels, "fwd", lambda self, *a: calls.append(1) or orig(self, *a))
@@ -94,9 +98,6 @@ def test_rasterize_uses_native_for_the_colour_pass_and_matches_numba(monkeypatch
     torch.testing.assert_close(native[1], reference[1], rtol=0, atol=2e-6)
     for gn, gr in zip(native[2], reference[2]):
         torch.testing.assert_close(gn, gr, rtol=1e-4, atol=1e-4 * float(gr.abs().max()))
-    assert cpu_native.usable(np.zeros((1, 5), np.float32)) is None  # D > 4: numba
-    assert cpu_native.usable(np.zeros((1, 3), np.float64)) is None  # float64 (gradchecks): numba
-    assert cpu_native.usable(np.zeros((1, 3), np.float32), absgrad=True) is None
 
 
 def test_no_compiler_falls_back_to_numba(monkeypatch, tmp_path):

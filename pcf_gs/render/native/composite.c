@@ -1,7 +1,8 @@
-/* Native alpha compositing of the CPU rasterizer (float32, D <= 4 channels): the same algorithm and rules as
+/* Native alpha compositing of the CPU rasterizer (float32, any number of channels D): the same algorithm and rules as
  * the numba kernels ``composite_fwd`` / ``_composite_bwd`` of pcf_gs/render/cpu_composite.py (read that module's
  * docstring for the per-pixel rules and the backward's formulas), hand-vectorised: one 16-pixel tile row is one
- * AVX-512 register (or two AVX2 registers).
+ * AVX-512 register (or two AVX2 registers). As in numba, D <= 4 channels are summed densely over the row, channel
+ * by channel; more channels only at the pixels that composite, D wide.
  *
  * Why by hand: numba (LLVM) compiles the same loops to half-width registers, spills the exp constants to the stack
  * and re-checks aliasing on every row; gcc's auto-vectoriser does no better. Intrinsics are ~3x faster (AVX-512) or
@@ -20,6 +21,7 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define TILE 16
@@ -52,6 +54,35 @@ static inline void row_range(float my, float a, float b, float c, float o, int y
     *r1 = hi < (double)ph ? (int)hi : ph;
 }
 
+/* D > 4 forward: acc[(p0 + cc) D + d] += w[cc] col[d] for the lanes cc set in mask (the pixels that composite). */
+static inline void add_weighted(float *restrict acc, int p0, unsigned mask, const float *restrict w,
+                                const float *restrict col, int D) {
+    for (; mask; mask &= mask - 1) {
+        int cc = __builtin_ctz(mask);
+        float ws = w[cc];
+        float *restrict ap = acc + (size_t)(p0 + cc) * D;
+        for (int d = 0; d < D; d++) ap[d] += ws * col[d];
+    }
+}
+
+/* D > 4 backward, for the lanes cc set in mask (v_p = vop[(p0 + cc) D ...], the pixel's output gradient):
+ * cv[cc] = col . v_p and gcol += fac[cc] v_p; the other lanes of cv [lanes] are 0. */
+static inline void dot_and_grad(const float *restrict vop, int p0, unsigned mask, const float *restrict fac,
+                                const float *restrict col, int D, float *restrict gcol, float *restrict cv, int lanes) {
+    for (int k = 0; k < lanes; k++) cv[k] = 0.0f;
+    for (; mask; mask &= mask - 1) {
+        int cc = __builtin_ctz(mask);
+        const float *restrict vp = vop + (size_t)(p0 + cc) * D;
+        float f = fac[cc], dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int d = 0; d < D; d++) {
+            dot += col[d] * vp[d];
+            gcol[d] += f * vp[d];
+        }
+        cv[cc] = dot;
+    }
+}
+
 #define SETUP                                                           \
     int T = tiles_x * tiles_y;                                          \
     int i = job / T, t = job - i * T, tyi = t / tiles_x, txi = t - tyi * tiles_x; \
@@ -75,7 +106,7 @@ static inline void row_range(float my, float a, float b, float c, float o, int y
         }
 
 #if defined(__AVX512F__)
-/* ------------------------------------------------------------------ AVX-512 intrinsics, dense D <= 4 */
+/* ------------------------------------------------------------------ AVX-512 intrinsics, one register per row */
 static inline __m512 exp_neg_poly16(__m512 s) {
     __m512 ss = _mm512_max_ps(_mm512_min_ps(s, _mm512_set1_ps(11.0f)), _mm512_setzero_ps());
     __m512 nf = _mm512_roundscale_ps(_mm512_fmadd_ps(ss, _mm512_set1_ps(LOG2E), _mm512_set1_ps(0.5f)),
@@ -93,12 +124,49 @@ static inline __m512 exp_neg_poly16(__m512 s) {
     return _mm512_scalef_ps(p, _mm512_sub_ps(_mm512_setzero_ps(), nf));  /* p * 2^-n, exact */
 }
 
+
+/* add_weighted / dot_and_grad with 16-channel chunks (masked at the tail), for D > 4 on AVX-512. */
+static inline __mmask16 chunk_mask(int left) { return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u); }
+
+static inline void add_weighted16(float *restrict acc, int p0, unsigned mask, const float *restrict w,
+                                  const float *restrict col, int D) {
+    for (; mask; mask &= mask - 1) {
+        int cc = __builtin_ctz(mask);
+        __m512 ws = _mm512_set1_ps(w[cc]);
+        float *restrict ap = acc + (size_t)(p0 + cc) * D;
+        for (int d = 0; d < D; d += 16) {
+            __mmask16 mk = chunk_mask(D - d);
+            __m512 a = _mm512_maskz_loadu_ps(mk, ap + d);
+            _mm512_mask_storeu_ps(ap + d, mk, _mm512_fmadd_ps(ws, _mm512_maskz_loadu_ps(mk, col + d), a));
+        }
+    }
+}
+
+static inline void dot_and_grad16(const float *restrict vop, int p0, unsigned mask, const float *restrict fac,
+                                  const float *restrict col, int D, float *restrict gcol, float *restrict cv) {
+    _mm512_store_ps(cv, _mm512_setzero_ps());
+    for (; mask; mask &= mask - 1) {
+        int cc = __builtin_ctz(mask);
+        const float *restrict vp = vop + (size_t)(p0 + cc) * D;
+        __m512 f = _mm512_set1_ps(fac[cc]), dot = _mm512_setzero_ps();
+        for (int d = 0; d < D; d += 16) {
+            __mmask16 mk = chunk_mask(D - d);
+            __m512 v = _mm512_maskz_loadu_ps(mk, vp + d);
+            dot = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, col + d), v, dot);
+            _mm512_mask_storeu_ps(gcol + d, mk, _mm512_fmadd_ps(f, v, _mm512_maskz_loadu_ps(mk, gcol + d)));
+        }
+        cv[cc] = _mm512_reduce_add_ps(dot);
+    }
+}
+
 static void composite_fwd_avx512(const float *restrict means2d, const float *restrict conics, const float *restrict opac,
                           const float *restrict colors, const float *restrict backgrounds, int has_bg,
                           const int64_t *restrict tile_offsets, const int32_t *restrict flat_ids,
                           int n_images, int width, int height, int tiles_x, int tiles_y, int D,
                           float *restrict out, float *restrict t_final, int32_t *restrict last, int64_t *counter) {
     int njobs = n_images * tiles_x * tiles_y;
+    float *accs = D > 4 ? (float *)malloc(sizeof(float) * TP * D) : NULL; /* D > 4: [pixel][channel] sums */
+    if (D > 4 && !accs) return;
     for (;;) {
         int job = (int)__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
         if (job >= njobs) break;
@@ -111,9 +179,10 @@ static void composite_fwd_avx512(const float *restrict means2d, const float *res
         for (int r = 0; r < TILE; r++) {
             _mm512_store_ps(trans + r * TILE, one);
             _mm512_store_si512((__m512i *)(lastk + r * TILE), _mm512_set1_epi32(-1));
-            for (int d = 0; d < D; d++) _mm512_store_ps(acct + d * TP + r * TILE, zero);
+            for (int d = 0; d < D && D <= 4; d++) _mm512_store_ps(acct + d * TP + r * TILE, zero);
             alive[r] = r < ph ? (__mmask16)((1u << pw) - 1u) : 0;
         }
+        if (D > 4) memset(accs, 0, sizeof(float) * TP * D);
         int n_alive = pw * ph;
         __m512 px = _mm512_loadu_ps(pxs);
         __m512 vthr = _mm512_set1_ps(ATHR), vmax = _mm512_set1_ps(AMAX), vstop = _mm512_set1_ps(TSTOP);
@@ -153,15 +222,22 @@ static void composite_fwd_avx512(const float *restrict means2d, const float *res
                 _mm512_store_ps(trans + r * TILE, _mm512_mask_mov_ps(tp, contrib, nt));
                 _mm512_mask_store_epi32(lastk + r * TILE, contrib, ve);
                 __m512 w = _mm512_maskz_mul_ps(contrib, alpha, tp);
-                float *ad = acct + r * TILE;
-                _mm512_store_ps(ad, _mm512_fmadd_ps(w, cd0, _mm512_load_ps(ad)));
-                if (D > 1) _mm512_store_ps(ad + TP, _mm512_fmadd_ps(w, cd1, _mm512_load_ps(ad + TP)));
-                if (D > 2) _mm512_store_ps(ad + 2 * TP, _mm512_fmadd_ps(w, cd2, _mm512_load_ps(ad + 2 * TP)));
-                if (D > 3) _mm512_store_ps(ad + 3 * TP, _mm512_fmadd_ps(w, cd3, _mm512_load_ps(ad + 3 * TP)));
+                if (D <= 4) {  /* dense over the row, channel by channel */
+                    float *ad = acct + r * TILE;
+                    _mm512_store_ps(ad, _mm512_fmadd_ps(w, cd0, _mm512_load_ps(ad)));
+                    if (D > 1) _mm512_store_ps(ad + TP, _mm512_fmadd_ps(w, cd1, _mm512_load_ps(ad + TP)));
+                    if (D > 2) _mm512_store_ps(ad + 2 * TP, _mm512_fmadd_ps(w, cd2, _mm512_load_ps(ad + 2 * TP)));
+                    if (D > 3) _mm512_store_ps(ad + 3 * TP, _mm512_fmadd_ps(w, cd3, _mm512_load_ps(ad + 3 * TP)));
+                } else {  /* only the pixels that composite, D-wide */
+                    float wr[TILE] __attribute__((aligned(64)));
+                    _mm512_store_ps(wr, w);
+                    add_weighted16(accs, r * TILE, (unsigned)contrib, wr, colors + (size_t)gid * D, D);
+                }
             }
         }
-        WRITE_OUT(acct[d * TP + p])
+        if (D <= 4) { WRITE_OUT(acct[d * TP + p]) } else { WRITE_OUT(accs[(size_t)p * D + d]) }
     }
+    free(accs);
 }
 
 static void composite_bwd_avx512(const float *restrict means2d, const float *restrict conics, const float *restrict opac,
@@ -174,6 +250,10 @@ static void composite_bwd_avx512(const float *restrict means2d, const float *res
                         int64_t *counter) {
     int T = tiles_x * tiles_y;
     int njobs = n_images * T;
+    /* D > 4: the tile's output gradients [pixel][channel] and one entry's colour gradient [D] */
+    float *vop = D > 4 ? (float *)malloc(sizeof(float) * TP * D) : NULL;
+    float *gcd = D > 4 ? (float *)malloc(sizeof(float) * D) : NULL;
+    if (D > 4 && (!vop || !gcd)) { free(vop); free(gcd); return; }
     for (;;) {
         int job = (int)__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
         if (job >= njobs) break;
@@ -192,7 +272,7 @@ static void composite_bwd_avx512(const float *restrict means2d, const float *res
         float va[TP] __attribute__((aligned(64)));
         float sbuf[TP] __attribute__((aligned(64)));
         for (int p = 0; p < TP; p++) { trans[p] = 1.0f; tfin[p] = 1.0f; lastk[p] = -1; va[p] = 0.0f; sbuf[p] = 0.0f; }
-        memset(vot, 0, sizeof(float) * D * TP);
+        if (D <= 4) memset(vot, 0, sizeof(float) * D * TP); else memset(vop, 0, sizeof(float) * TP * D);
         int kmax = -1;
         for (int r = 0; r < ph; r++)
             for (int cc = 0; cc < pw; cc++) {
@@ -204,7 +284,7 @@ static void composite_bwd_avx512(const float *restrict means2d, const float *res
                 kmax = lk > kmax ? lk : kmax;
                 float bgv = 0.0f;
                 for (int d = 0; d < D; d++) {
-                    vot[d * TP + p] = v_out[pix * D + d];
+                    if (D <= 4) vot[d * TP + p] = v_out[pix * D + d]; else vop[(size_t)p * D + d] = v_out[pix * D + d];
                     if (has_bg) bgv += backgrounds[i * D + d] * v_out[pix * D + d];
                 }
                 va[p] = v_alpha_out[pix] - bgv;
@@ -230,6 +310,7 @@ static void composite_bwd_avx512(const float *restrict means2d, const float *res
             for (int d = 0; d < 4; d++) cd[d] = _mm512_set1_ps(d < D ? colors[(size_t)gid * D + d] : 0.0f);
             __m512 gx = zero, gy = zero, ga = zero, gb = zero, gc = zero, go = zero;
             __m512 gcol[4] = {zero, zero, zero, zero};
+            if (D > 4) memset(gcd, 0, sizeof(float) * D);
             for (int r = r0; r < r1; r++) {
                 float dy = my - pys[r];
                 __m512 vdy = _mm512_set1_ps(dy);
@@ -246,10 +327,17 @@ static void composite_bwd_avx512(const float *restrict means2d, const float *res
                 _mm512_store_ps(trans + r * TILE, tr);
                 __m512 fac = _mm512_maskz_mul_ps(valid, alpha, tr);
                 __m512 cv = zero;
-                for (int d = 0; d < D; d++) {
-                    __m512 v = _mm512_load_ps(vot + d * TP + r * TILE);
-                    cv = _mm512_fmadd_ps(cd[d], v, cv);
-                    gcol[d] = _mm512_fmadd_ps(fac, v, gcol[d]);
+                if (D <= 4) {
+                    for (int d = 0; d < D; d++) {
+                        __m512 v = _mm512_load_ps(vot + d * TP + r * TILE);
+                        cv = _mm512_fmadd_ps(cd[d], v, cv);
+                        gcol[d] = _mm512_fmadd_ps(fac, v, gcol[d]);
+                    }
+                } else {
+                    float fr[TILE] __attribute__((aligned(64))), cvr[TILE] __attribute__((aligned(64)));
+                    _mm512_store_ps(fr, fac);
+                    dot_and_grad16(vop, r * TILE, (unsigned)valid, fr, colors + (size_t)gid * D, D, gcd, cvr);
+                    cv = _mm512_load_ps(cvr);
                 }
                 __m512 sb = _mm512_load_ps(sbuf + r * TILE);
                 __m512 tf = _mm512_load_ps(tfin + r * TILE);
@@ -274,9 +362,14 @@ static void composite_bwd_avx512(const float *restrict means2d, const float *res
             s_conic[3 * e + 1] = _mm512_reduce_add_ps(gb);
             s_conic[3 * e + 2] = _mm512_reduce_add_ps(gc);
             s_opac[e] = _mm512_reduce_add_ps(go);
-            for (int d = 0; d < D; d++) s_col[e * D + d] = _mm512_reduce_add_ps(gcol[d]);
+            if (D <= 4)
+                for (int d = 0; d < D; d++) s_col[e * D + d] = _mm512_reduce_add_ps(gcol[d]);
+            else
+                memcpy(s_col + (size_t)e * D, gcd, sizeof(float) * D);
         }
     }
+    free(vop);
+    free(gcd);
 }
 
 #endif /* __AVX512F__ */
@@ -307,6 +400,8 @@ static void composite_fwd_avx2(const float *restrict means2d, const float *restr
                         int n_images, int width, int height, int tiles_x, int tiles_y, int D,
                         float *restrict out, float *restrict t_final, int32_t *restrict last, int64_t *counter) {
     int njobs = n_images * tiles_x * tiles_y;
+    float *accs = D > 4 ? (float *)malloc(sizeof(float) * TP * D) : NULL; /* D > 4: [pixel][channel] sums */
+    if (D > 4 && !accs) return;
     for (;;) {
         int job = (int)__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
         if (job >= njobs) break;
@@ -318,7 +413,7 @@ static void composite_fwd_avx2(const float *restrict means2d, const float *restr
         __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
         __m256 allbits = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
         for (int p = 0; p < TP; p++) { trans[p] = 1.0f; lastk[p] = -1; alive[p] = 0.0f; }
-        memset(acct, 0, sizeof(float) * D * TP);
+        if (D <= 4) memset(acct, 0, sizeof(float) * D * TP); else memset(accs, 0, sizeof(float) * TP * D);
         for (int r = 0; r < ph; r++) for (int cc = 0; cc < pw; cc++) { union { int i; float f; } u = {-1}; alive[r * TILE + cc] = u.f; }
         int n_alive = pw * ph;
         __m256 px[2] = {_mm256_loadu_ps(pxs), _mm256_loadu_ps(pxs + 8)};
@@ -363,17 +458,24 @@ static void composite_fwd_avx2(const float *restrict means2d, const float *restr
                     _mm256_store_ps(trans + off, _mm256_blendv_ps(tp, nt, contrib));
                     _mm256_store_ps((float *)(lastk + off), _mm256_blendv_ps(_mm256_load_ps((float *)(lastk + off)), ve, contrib));
                     __m256 w = _mm256_and_ps(contrib, _mm256_mul_ps(alpha, tp));
-                    for (int d = 0; d < D; d++) {
-                        float *ad = acct + d * TP + off;
-                        _mm256_store_ps(ad, _mm256_fmadd_ps(w, cdv[d], _mm256_load_ps(ad)));
+                    if (D <= 4) {
+                        for (int d = 0; d < D; d++) {
+                            float *ad = acct + d * TP + off;
+                            _mm256_store_ps(ad, _mm256_fmadd_ps(w, cdv[d], _mm256_load_ps(ad)));
+                        }
+                    } else {
+                        float wr[8] __attribute__((aligned(32)));
+                        _mm256_store_ps(wr, w);
+                        add_weighted(accs, off, (unsigned)_mm256_movemask_ps(contrib), wr, colors + (size_t)gid * D, D);
                     }
                 }
                 n_alive -= nstop;
                 (void)allbits;
             }
         }
-        WRITE_OUT(acct[d * TP + p])
+        if (D <= 4) { WRITE_OUT(acct[d * TP + p]) } else { WRITE_OUT(accs[(size_t)p * D + d]) }
     }
+    free(accs);
 }
 /* ------------------------------------------------------------------ AVX2 variant, two __m256 per row */
 static inline float hsum8(__m256 v) {
@@ -393,6 +495,10 @@ static void composite_bwd_avx2(const float *restrict means2d, const float *restr
                         int64_t *counter) {
     int T = tiles_x * tiles_y;
     int njobs = n_images * T;
+    /* D > 4: the tile's output gradients [pixel][channel] and one entry's colour gradient [D] */
+    float *vop = D > 4 ? (float *)malloc(sizeof(float) * TP * D) : NULL;
+    float *gcd = D > 4 ? (float *)malloc(sizeof(float) * D) : NULL;
+    if (D > 4 && (!vop || !gcd)) { free(vop); free(gcd); return; }
     for (;;) {
         int job = (int)__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
         if (job >= njobs) break;
@@ -411,7 +517,7 @@ static void composite_bwd_avx2(const float *restrict means2d, const float *restr
         float va[TP] __attribute__((aligned(64)));
         float sbuf[TP] __attribute__((aligned(64)));
         for (int p = 0; p < TP; p++) { trans[p] = 1.0f; tfin[p] = 1.0f; lastk[p] = -1; va[p] = 0.0f; sbuf[p] = 0.0f; }
-        memset(vot, 0, sizeof(float) * D * TP);
+        if (D <= 4) memset(vot, 0, sizeof(float) * D * TP); else memset(vop, 0, sizeof(float) * TP * D);
         int kmax = -1;
         for (int r = 0; r < ph; r++)
             for (int cc = 0; cc < pw; cc++) {
@@ -423,7 +529,7 @@ static void composite_bwd_avx2(const float *restrict means2d, const float *restr
                 kmax = lk > kmax ? lk : kmax;
                 float bgv = 0.0f;
                 for (int d = 0; d < D; d++) {
-                    vot[d * TP + p] = v_out[pix * D + d];
+                    if (D <= 4) vot[d * TP + p] = v_out[pix * D + d]; else vop[(size_t)p * D + d] = v_out[pix * D + d];
                     if (has_bg) bgv += backgrounds[i * D + d] * v_out[pix * D + d];
                 }
                 va[p] = v_alpha_out[pix] - bgv;
@@ -452,6 +558,7 @@ static void composite_bwd_avx2(const float *restrict means2d, const float *restr
             for (int d = 0; d < 4; d++) cd[d] = _mm256_set1_ps(d < D ? colors[(size_t)gid * D + d] : 0.0f);
             __m256 gx = zero, gy = zero, ga = zero, gb = zero, gc = zero, go = zero;
             __m256 gcol[4] = {zero, zero, zero, zero};
+            if (D > 4) memset(gcd, 0, sizeof(float) * D);
             for (int r = r0; r < r1; r++) {
                 float dy = my - pys[r];
                 __m256 vdy = _mm256_set1_ps(dy), cdy2 = _mm256_set1_ps(c * dy * dy);
@@ -471,10 +578,18 @@ static void composite_bwd_avx2(const float *restrict means2d, const float *restr
                     _mm256_store_ps(trans + off, tr);
                     __m256 fac = _mm256_and_ps(valid, _mm256_mul_ps(alpha, tr));
                     __m256 cv = zero;
-                    for (int d = 0; d < D; d++) {
-                        __m256 v = _mm256_load_ps(vot + d * TP + off);
-                        cv = _mm256_fmadd_ps(cd[d], v, cv);
-                        gcol[d] = _mm256_fmadd_ps(fac, v, gcol[d]);
+                    if (D <= 4) {
+                        for (int d = 0; d < D; d++) {
+                            __m256 v = _mm256_load_ps(vot + d * TP + off);
+                            cv = _mm256_fmadd_ps(cd[d], v, cv);
+                            gcol[d] = _mm256_fmadd_ps(fac, v, gcol[d]);
+                        }
+                    } else {
+                        float fr[8] __attribute__((aligned(32))), cvr[8] __attribute__((aligned(32)));
+                        _mm256_store_ps(fr, fac);
+                        dot_and_grad(vop, off, (unsigned)_mm256_movemask_ps(valid), fr, colors + (size_t)gid * D, D,
+                                     gcd, cvr, 8);
+                        cv = _mm256_load_ps(cvr);
                     }
                     __m256 sb = _mm256_load_ps(sbuf + off);
                     __m256 v_alpha = _mm256_fmadd_ps(cv, tr, _mm256_mul_ps(ra, _mm256_fmsub_ps(_mm256_load_ps(tfin + off), _mm256_load_ps(va + off), sb)));
@@ -494,9 +609,14 @@ static void composite_bwd_avx2(const float *restrict means2d, const float *restr
             s_xy[2 * e] = hsum8(gx); s_xy[2 * e + 1] = hsum8(gy);
             s_conic[3 * e] = hsum8(ga); s_conic[3 * e + 1] = hsum8(gb); s_conic[3 * e + 2] = hsum8(gc);
             s_opac[e] = hsum8(go);
-            for (int d = 0; d < D; d++) s_col[e * D + d] = hsum8(gcol[d]);
+            if (D <= 4)
+                for (int d = 0; d < D; d++) s_col[e * D + d] = hsum8(gcol[d]);
+            else
+                memcpy(s_col + (size_t)e * D, gcd, sizeof(float) * D);
         }
     }
+    free(vop);
+    free(gcd);
 }
 #endif /* __AVX2__ */
 
