@@ -40,6 +40,8 @@ _P = ctypes.c_void_p
 _I = ctypes.c_int
 _FWD_ARGS = [_P] * 5 + [_I] + [_P] * 2 + [_I] * 6 + [_P] * 4
 _BWD_ARGS = [_P] * 5 + [_I] + [_P] * 2 + [_I] * 6 + [_P] * 9
+_L = ctypes.c_int64
+_PIX_ARGS = [_L, _L] + [_P] * 6 + [_L, _L] + [_P] * 13
 
 
 def cache_dir() -> Path:
@@ -108,7 +110,7 @@ def _team_runners(lib) -> dict:
     arrays passed as pointers. Compiled per process (the library's address is baked in), in about a second."""
     from numba import njit, prange
 
-    fwd, bwd = lib.pcf_composite_fwd, lib.pcf_composite_bwd
+    fwd, bwd, pix = lib.pcf_composite_fwd, lib.pcf_composite_bwd, lib.pcf_pixel_pass
 
     @njit(parallel=True)
     def run_fwd(n, m2, cn, op, col, bg, has_bg, to, fi, n_img, w, h, tx, ty, d, out, tf, last, counter):
@@ -126,7 +128,16 @@ def _team_runners(lib) -> dict:
                 vo.ctypes.data, va.ctypes.data, s_xy.ctypes.data, s_conic.ctypes.data, s_opac.ctypes.data,
                 s_col.ctypes.data, counter.ctypes.data)
 
-    return {"pcf_composite_fwd": run_fwd, "pcf_composite_bwd": run_bwd}
+    @njit(parallel=True)
+    def run_pix(n, g0, g1, groups, order, jobs, rows, pxs, pys, tx, T, to, fi, m2, cn, op, reach, half_h, sslot,
+                s_ids, s_ws, counts_go, t_final, counter):
+        for _ in prange(n):
+            pix(g0, g1, groups.ctypes.data, order.ctypes.data, jobs.ctypes.data, rows.ctypes.data, pxs.ctypes.data,
+                pys.ctypes.data, tx, T, to.ctypes.data, fi.ctypes.data, m2.ctypes.data, cn.ctypes.data,
+                op.ctypes.data, reach.ctypes.data, half_h.ctypes.data, sslot.ctypes.data, s_ids.ctypes.data,
+                s_ws.ctypes.data, counts_go.ctypes.data, t_final.ctypes.data, counter.ctypes.data)
+
+    return {"pcf_composite_fwd": run_fwd, "pcf_composite_bwd": run_bwd, "pcf_pixel_pass": run_pix}
 
 
 class Kernels:
@@ -141,6 +152,8 @@ class Kernels:
         self.lib.pcf_composite_fwd.argtypes = _FWD_ARGS
         self.lib.pcf_composite_bwd.restype = None
         self.lib.pcf_composite_bwd.argtypes = _BWD_ARGS
+        self.lib.pcf_pixel_pass.restype = None
+        self.lib.pcf_pixel_pass.argtypes = _PIX_ARGS
         self._runners: dict = {}
 
     def _run(self, name: str, args) -> None:
@@ -192,6 +205,18 @@ class Kernels:
         self._run("pcf_composite_bwd", (*arrs, int(has_bg), to, fi, n_images, width, height, tiles_x, tiles_y, D,
                                         tf, la, vo, va, s_xy, s_conic, s_opac, s_col))
         return s_xy, s_conic, s_opac, s_col
+
+
+    def pixel_pass(self, g0, g1, groups, order, jobs, rows, pxs, pys, tiles_x, T, tile_offsets, flat_ids, means2d,
+                   conics, opac, reach, half_h, sslot, s_ids, s_ws, counts_go, t_final):
+        """``cpu_pixels._numba_pass`` (float32; the same arguments, less ``ec``): fills the scratch slots, the
+        counts and the final transmittances of one batch of groups."""
+        c = np.ascontiguousarray
+        self._run("pcf_pixel_pass", (int(g0), int(g1), c(groups, np.int64), c(order, np.int64), c(jobs, np.int64),
+                                     c(rows, np.int64), c(pxs, np.float32), c(pys, np.float32), int(tiles_x), int(T),
+                                     c(tile_offsets, np.int64), c(flat_ids, np.int32), c(means2d, np.float32),
+                                     c(conics, np.float32), c(opac, np.float32), c(reach, np.float32),
+                                     c(half_h, np.float64), c(sslot, np.int64), s_ids, s_ws, counts_go, t_final))
 
 
 def load(extra_flags: tuple[str, ...] = (), directory: Optional[Path] = None) -> Optional[Kernels]:

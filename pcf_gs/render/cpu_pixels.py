@@ -119,7 +119,6 @@ def _group_pass(members, jobs, rows, pxs, pys, tiles_x, T, tile_offsets, flat_id
 SCRATCH_SLOTS = 1 << 24
 
 
-@njit(cache=True, parallel=True, fastmath=_FM)
 def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, height, tiles_x, tiles_y, ec,
                   scratch_slots=SCRATCH_SLOTS):
     """Blending weights at listed pixels.
@@ -136,13 +135,51 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
     pixel j of a tile with n_e entries gets n_e scratch slots and writes its contributions there
     directly. Scratch that is never written costs address space only (the pages are not touched); the
     groups are processed in batches of at most ``scratch_slots`` slots (at least one tile each), and each
-    batch's contributions are compacted before the next batch.
+    batch's contributions are compacted before the next batch. In float32 the walk runs in the native
+    kernels when this machine has them (:mod:`pcf_gs.render.cpu_native`; the same rules, float32 rounding
+    apart), else in numba (``_numba_pass``).
 
     Returns:
         offsets [P+1] int64: pixel p's contributions are slots offsets[p]:offsets[p+1],
         gids [K] int64 (into G) and weights [K] (alpha T), front to back,
         t_final [P] transmittance after the last contribution.
     """
+    from pcf_gs.render import cpu_native
+
+    native = cpu_native.kernels() if ec.dtype == np.float32 else None
+    P = pixels.shape[0]
+    T = tiles_x * tiles_y
+    jobs, rows, pxs, pys, order, groups, reach, half_h, cap = _prepare(
+        means2d, conics, opac, tile_offsets, pixels, width, height, tiles_x, tiles_y, ec)
+    n_groups = groups.shape[0] - 1
+    counts_go = np.zeros(P, np.int64)
+    start_go = np.zeros(P + 1, np.int64)
+    t_final = np.ones(P, ec.dtype)
+    go_ids = np.empty(max(4 * P, 16), np.int64)
+    go_ws = np.empty(max(4 * P, 16), ec.dtype)
+    g0 = 0
+    while g0 < n_groups:
+        g1, sslot, tot = _batch(g0, groups, cap, scratch_slots)
+        s_ids = np.empty(tot, np.int64)
+        s_ws = np.empty(tot, ec.dtype)
+        args = (g0, g1, groups, order, jobs, rows, pxs, pys, tiles_x, T, tile_offsets, flat_ids, means2d, conics,
+                opac, reach, half_h, sslot, s_ids, s_ws, counts_go, t_final)
+        if native is not None:
+            native.pixel_pass(*args)
+        else:
+            _numba_pass(*args, ec)
+        go_ids, go_ws = _compact(groups[g0], groups[g1], sslot, s_ids, s_ws, counts_go, start_go, go_ids, go_ws)
+        g0 = g1
+    offsets, gids, ws = _reorder(order, counts_go, start_go, go_ids, go_ws)
+    return offsets, gids, ws, t_final
+
+
+@njit(cache=True, parallel=True)
+def _prepare(means2d, conics, opac, tile_offsets, pixels, width, height, tiles_x, tiles_y, ec):
+    """Per listed pixel p [P]: its (image, tile) job, row in the tile, centre (pxs, pys); ``order`` [P] sorts the
+    pixels by tile, then row; ``groups`` [n_groups+1] bounds each tile's run in that order; per Gaussian [G] the
+    sigma bound ``reach`` and the row half-height ``half_h``; per group-ordered pixel q [P] its scratch
+    capacity ``cap`` (the entries of its tile)."""
     P = pixels.shape[0]
     T = tiles_x * tiles_y
     HW = height * width
@@ -169,7 +206,6 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
             bounds.append(k)
     bounds.append(P)
     groups = np.array(bounds, np.int64) if P > 0 else np.zeros(1, np.int64)
-    n_groups = groups.shape[0] - 1
     # alpha >= 1/255 needs sigma <= ln(255 o); the margin covers the fast exp's rounding (the exact test follows)
     # and |dy| <= sqrt(2 ln(255 o) cov_yy), cov = inverse(conic), + 1 px (the dense kernel's row bound)
     reach = np.empty(opac.shape[0], ec.dtype)
@@ -180,68 +216,87 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
         a = np.float64(conics[g, 0])
         det = a * np.float64(conics[g, 2]) - np.float64(conics[g, 1]) ** 2
         half_h[g] = math.sqrt(2.0 * max(lvl, 0.0) * a / det) + 1.0 if det > 0 else np.inf
-    # per group-ordered pixel q (pixel order[q]): its scratch capacity, contribution count and compacted start
     cap = np.empty(P, np.int64)
-    for gi in range(n_groups):
+    for gi in range(groups.shape[0] - 1):
         job = jobs[order[groups[gi]]]
         for q in range(groups[gi], groups[gi + 1]):
             cap[q] = tile_offsets[job + 1] - tile_offsets[job]
-    counts_go = np.zeros(P, np.int64)
-    start_go = np.zeros(P + 1, np.int64)
-    t_final = np.ones(P, ec.dtype)
-    go_ids = np.empty(max(4 * P, 16), np.int64)
-    go_ws = np.empty(max(4 * P, 16), ec.dtype)
-    g0 = 0
-    while g0 < n_groups:
-        g1 = g0 + 1  # at least one tile per batch
-        size = groups[g1] - groups[g0]
-        while g1 < n_groups and size + (groups[g1 + 1] - groups[g1]) * cap[groups[g1]] <= scratch_slots:
-            size += (groups[g1 + 1] - groups[g1]) * cap[groups[g1]]
-            g1 += 1
-        q0 = groups[g0]
-        q1 = groups[g1]
-        sslot = np.empty(q1 - q0, np.int64)
-        tot = 0
-        for q in range(q0, q1):
-            sslot[q - q0] = tot
-            tot += cap[q]
-        s_ids = np.empty(tot, np.int64)
-        s_ws = np.empty(tot, ec.dtype)
-        for gi in prange(g0, g1):
-            a0 = groups[gi]
-            a1 = groups[gi + 1]
-            members = order[a0:a1]
-            cnt, trans = _group_pass(members, jobs, rows, pxs, pys, tiles_x, T, tile_offsets, flat_ids, means2d,
-                                     conics, opac, reach, half_h, ec, s_ids, s_ws, sslot[a0 - q0:a1 - q0], True)
-            for j in range(a1 - a0):
-                counts_go[a0 + j] = cnt[j]
-                t_final[members[j]] = trans[j]
-        for q in range(q0, q1):
-            start_go[q + 1] = start_go[q] + counts_go[q]
-        need = start_go[q1]
-        if need > go_ids.shape[0]:
-            n_new = max(need, 2 * go_ids.shape[0])
-            ids2 = np.empty(n_new, np.int64)
-            ws2 = np.empty(n_new, ec.dtype)
-            for k in range(start_go[q0]):
-                ids2[k] = go_ids[k]
-                ws2[k] = go_ws[k]
-            go_ids = ids2
-            go_ws = ws2
-        for q in prange(q0, q1):
-            src = sslot[q - q0]
-            dst = start_go[q]
-            for k in range(counts_go[q]):
-                go_ids[dst + k] = s_ids[src + k]
-                go_ws[dst + k] = s_ws[src + k]
-        g0 = g1
-    # back to the caller's pixel order
+    return jobs, rows, pxs, pys, order, groups, reach, half_h, cap
+
+
+@njit(cache=True)
+def _batch(g0, groups, cap, scratch_slots):
+    """The batch from group g0: its end g1 (at least one group; at most ``scratch_slots`` slots unless one group
+    needs more), each of its group-ordered pixels' first scratch slot ``sslot`` and the slot total."""
+    n_groups = groups.shape[0] - 1
+    g1 = g0 + 1
+    size = (groups[g1] - groups[g0]) * cap[groups[g0]]
+    while g1 < n_groups and size + (groups[g1 + 1] - groups[g1]) * cap[groups[g1]] <= scratch_slots:
+        size += (groups[g1 + 1] - groups[g1]) * cap[groups[g1]]
+        g1 += 1
+    q0 = groups[g0]
+    q1 = groups[g1]
+    sslot = np.empty(q1 - q0, np.int64)
+    tot = 0
+    for q in range(q0, q1):
+        sslot[q - q0] = tot
+        tot += cap[q]
+    return g1, sslot, tot
+
+
+@njit(cache=True, parallel=True, fastmath=_FM)
+def _numba_pass(g0, g1, groups, order, jobs, rows, pxs, pys, tiles_x, T, tile_offsets, flat_ids, means2d, conics,
+                opac, reach, half_h, sslot, s_ids, s_ws, counts_go, t_final, ec):
+    """Groups [g0, g1), one parallel task each: pixel j of group gi writes its contributions at its scratch slots
+    ``s_ids/s_ws[sslot[q - groups[g0]] + k]`` (q its group-ordered index), its count in ``counts_go[q]`` and its
+    final transmittance in ``t_final`` (caller order)."""
+    q0 = groups[g0]
+    for gi in prange(g0, g1):
+        a0 = groups[gi]
+        a1 = groups[gi + 1]
+        members = order[a0:a1]
+        cnt, trans = _group_pass(members, jobs, rows, pxs, pys, tiles_x, T, tile_offsets, flat_ids, means2d,
+                                 conics, opac, reach, half_h, ec, s_ids, s_ws, sslot[a0 - q0:a1 - q0], True)
+        for j in range(a1 - a0):
+            counts_go[a0 + j] = cnt[j]
+            t_final[members[j]] = trans[j]
+
+
+@njit(cache=True, parallel=True)
+def _compact(q0, q1, sslot, s_ids, s_ws, counts_go, start_go, go_ids, go_ws):
+    """Copy a batch's contributions (group-ordered pixels [q0, q1)) from scratch to the group-ordered lists
+    ``go_ids/go_ws`` (grown when needed; returned), filling ``start_go``."""
+    for q in range(q0, q1):
+        start_go[q + 1] = start_go[q] + counts_go[q]
+    need = start_go[q1]
+    if need > go_ids.shape[0]:
+        n_new = max(need, 2 * go_ids.shape[0])
+        ids2 = np.empty(n_new, np.int64)
+        ws2 = np.empty(n_new, go_ws.dtype)
+        for k in range(start_go[q0]):
+            ids2[k] = go_ids[k]
+            ws2[k] = go_ws[k]
+        go_ids = ids2
+        go_ws = ws2
+    for q in prange(q0, q1):
+        src = sslot[q - q0]
+        dst = start_go[q]
+        for k in range(counts_go[q]):
+            go_ids[dst + k] = s_ids[src + k]
+            go_ws[dst + k] = s_ws[src + k]
+    return go_ids, go_ws
+
+
+@njit(cache=True, parallel=True)
+def _reorder(order, counts_go, start_go, go_ids, go_ws):
+    """The group-ordered lists back in the caller's pixel order: offsets [P+1], gids, ws."""
+    P = order.shape[0]
     counts = np.zeros(P + 1, np.int64)
     for q in range(P):
         counts[order[q] + 1] = counts_go[q]
     offsets = np.cumsum(counts)
     gids = np.empty(offsets[P], np.int64)
-    ws = np.empty(offsets[P], ec.dtype)
+    ws = np.empty(offsets[P], go_ws.dtype)
     for q in prange(P):
         p = order[q]
         src = start_go[q]
@@ -249,7 +304,7 @@ def pixel_weights(means2d, conics, opac, tile_offsets, flat_ids, pixels, width, 
         for k in range(counts_go[q]):
             gids[dst + k] = go_ids[src + k]
             ws[dst + k] = go_ws[src + k]
-    return offsets, gids, ws, t_final
+    return offsets, gids, ws
 
 
 @njit(cache=True, parallel=True)

@@ -126,3 +126,31 @@ def test_build_is_cached(tmp_path):
     mtime = a.stat().st_mtime_ns
     b = cpu_native.build(directory=tmp_path)
     assert a == b and b.stat().st_mtime_ns == mtime and len(list(tmp_path.glob("*.so"))) == 1
+
+
+@needs_native
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(N=st.integers(0, 400), W=st.integers(1, 50), H=st.integers(1, 45), C=st.integers(1, 3),
+       seed=st.integers(0, 1000), size=st.sampled_from([0.05, 0.12, 0.4]), n_pix=st.integers(0, 300))
+def test_native_pixel_weights_match_numba(N, W, H, C, seed, size, n_pix, monkeypatch):
+    """The native walk of ``cpu_pixels.pixel_weights`` lists the same Gaussians, in the same order, with the same
+    weights (float32 rounding apart) as the numba walk; repeated and unsorted pixels, several cameras."""
+    from pcf_gs.render import cpu_pixels
+
+    m2, cn, op, _, _, _, to, fi, _, _, _, tx, ty = _kernel_inputs(N, W, H, C, 3, seed, size, False)
+    pix = np.random.default_rng(seed).integers(0, C * W * H, n_pix).astype(np.int64)
+    ec = K.EXP_C.astype(np.float32)
+    calls = []
+    orig = cpu_native.Kernels.pixel_pass
+    with monkeypatch.context() as mp:
+        mp.setattr(cpu_native.Kernels, "pixel_pass", lambda self, *a: calls.append(1) or orig(self, *a))
+        got = cpu_pixels.pixel_weights(m2, cn, op, to, fi, pix, W, H, tx, ty, ec)
+    assert calls or n_pix == 0
+    with monkeypatch.context() as mp:  # the fixture is shared by the examples: undo per example
+        mp.setenv("PCF_GS_NATIVE", "0")
+        ref = cpu_pixels.pixel_weights(m2, cn, op, to, fi, pix, W, H, tx, ty, ec)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+    np.testing.assert_allclose(got[2], ref[2], rtol=0, atol=2e-6)
+    np.testing.assert_allclose(got[3], ref[3], rtol=0, atol=2e-6)

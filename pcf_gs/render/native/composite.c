@@ -620,6 +620,97 @@ static void composite_bwd_avx2(const float *restrict means2d, const float *restr
 }
 #endif /* __AVX2__ */
 
+/* ------------------------------------------------------------------ compositing at listed pixels */
+
+/* exp(-s), s >= 0: the polynomial of cpu_composite._exp_neg_poly (clamped to [0, 11], Cody-Waite split, degree 7,
+ * 2^-n from exponent bits: exact), one value at a time. */
+static inline float exp_neg_scalar(float s) {
+    float ss = s < 11.0f ? s : 11.0f;
+    ss = ss > 0.0f ? ss : 0.0f;
+    float nf = floorf(ss * LOG2E + 0.5f);
+    float r = ss - nf * LN2HI - nf * LN2LO;
+    float p = P7;
+    p = p * r + P6; p = p * r + P5; p = p * r + P4; p = p * r + P3;
+    p = p * r + P2; p = p * r + P1; p = p * r + P0;
+    union { int32_t i; float f; } u;
+    u.i = (127 - (int32_t)nf) << 23;
+    return p * u.f;
+}
+
+/* One batch of cpu_pixels.pixel_weights' walk: groups [g0, g1) (the listed pixels of one tile each, sorted by row;
+ * see cpu_pixels._numba_pass for the arrays). Per group: each tile entry front to back, against the pixels of the
+ * rows it can reach (half_h), pixel by pixel; most pairs end at the sigma bound (reach) before any exp. The rules of
+ * cpu_pixels._tile_pass (sigma in [0, reach], alpha >= 1/255, stop before next_T <= 1e-4). Scalar on purpose: a
+ * 16-lane version that evaluates every pixel of the rows was 1.6x slower than numba's scalar walk, this one is
+ * ~1.45x faster. Jobs (groups) come from the shared counter. */
+void pcf_pixel_pass(int64_t g0, int64_t g1, const int64_t *restrict groups, const int64_t *restrict order,
+                    const int64_t *restrict jobs, const int64_t *restrict rows, const float *restrict pxs,
+                    const float *restrict pys, int64_t tiles_x, int64_t T, const int64_t *restrict tile_offsets,
+                    const int32_t *restrict flat_ids, const float *restrict means2d, const float *restrict conics,
+                    const float *restrict opac, const float *restrict reach, const double *restrict half_h,
+                    const int64_t *restrict sslot, int64_t *restrict s_ids, float *restrict s_ws,
+                    int64_t *restrict counts_go, float *restrict t_final, int64_t *counter) {
+    int64_t q0 = groups[g0], mmax = 0;
+    for (int64_t gi = g0; gi < g1; gi++) mmax = groups[gi + 1] - groups[gi] > mmax ? groups[gi + 1] - groups[gi] : mmax;
+    size_t n = (size_t)mmax + 1;
+    float *px = (float *)malloc(sizeof(float) * n), *py = (float *)malloc(sizeof(float) * n);
+    float *tr = (float *)malloc(sizeof(float) * n), *al = (float *)malloc(sizeof(float) * n);
+    int64_t *cnt = (int64_t *)malloc(sizeof(int64_t) * n);
+    if (!px || !py || !tr || !al || !cnt) goto done;
+    for (;;) {
+        int64_t gi = g0 + __atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+        if (gi >= g1) break;
+        int64_t a0 = groups[gi], m = groups[gi + 1] - a0;
+        const int64_t *members = order + a0;
+        const int64_t *slot = sslot + (a0 - q0);
+        int64_t job = jobs[members[0]];
+        int64_t y0 = ((job % T) / tiles_x) * TILE;
+        int64_t row_start[TILE + 1] = {0};
+        for (int64_t j = 0; j < m; j++) row_start[rows[members[j]] + 1]++;
+        for (int r = 0; r < TILE; r++) row_start[r + 1] += row_start[r];
+        for (int64_t j = 0; j < m; j++) {
+            px[j] = pxs[members[j]];
+            py[j] = pys[members[j]];
+            tr[j] = 1.0f;
+            al[j] = 1.0f;
+            cnt[j] = 0;
+        }
+        int64_t n_alive = m;
+        for (int64_t e = tile_offsets[job]; e < tile_offsets[job + 1] && n_alive > 0; e++) {
+            int32_t g = flat_ids[e];
+            float mx = means2d[2 * (size_t)g], my = means2d[2 * (size_t)g + 1];
+            float a = conics[3 * (size_t)g], b = conics[3 * (size_t)g + 1], c = conics[3 * (size_t)g + 2];
+            float o = opac[g], rc = reach[g];
+            double ly = (double)my - 0.5 - (double)y0, hh = half_h[g];
+            double lo = ceil(ly - hh), hi = floor(ly + hh) + 1.0;
+            int r0 = lo < 0.0 ? 0 : (lo > TILE ? TILE : (int)lo);
+            int r1 = hi < (double)r0 ? r0 : (hi > TILE ? TILE : (int)hi);
+            int64_t j1 = row_start[r1];
+            for (int64_t j = row_start[r0]; j < j1; j++) {
+                if (al[j] == 0.0f) continue;
+                float dx = mx - px[j], dy = my - py[j];
+                float sigma = 0.5f * (a * dx * dx + c * dy * dy) + b * dx * dy;
+                if (sigma < 0.0f || sigma > rc) continue;
+                float x = o * exp_neg_scalar(sigma);
+                float alpha = x < AMAX ? x : AMAX;
+                if (alpha < ATHR) continue;
+                float t = tr[j], nt = t * (1.0f - alpha);
+                if (nt <= TSTOP) { al[j] = 0.0f; n_alive--; continue; }
+                int64_t q = slot[j] + cnt[j]++;
+                s_ids[q] = g;
+                s_ws[q] = alpha * t;
+                tr[j] = nt;
+            }
+        }
+        for (int64_t j = 0; j < m; j++) {
+            counts_go[a0 + j] = cnt[j];
+            t_final[members[j]] = tr[j];
+        }
+    }
+done:
+    free(px); free(py); free(tr); free(al); free(cnt);
+}
+
 /* Which kernels this build has: 512 (AVX-512), 256 (AVX2 + FMA) or 0 (none: the caller uses numba). */
 int pcf_native_isa(void) {
 #if defined(__AVX512F__)
