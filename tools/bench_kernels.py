@@ -1,5 +1,8 @@
 """Per-kernel CPU time of the CPU rasterizer: projection, binning, compositing forward and backward, reduction.
 
+The compositing kernels are timed twice where this machine builds the native ones: numba's, and the native
+(``pcf_gs.render.cpu_native``) on the same inputs.
+
 Calls the numba kernels directly (no torch autograd around them) on ``bench_render``'s scenes and reports
 the process CPU time of each, best and median of ``--reps``. CPU time of one thread is much steadier than
 wall time on a shared machine, so this is the tool for before/after comparisons of a kernel change: run
@@ -30,6 +33,7 @@ def kernels(res: int, n: int, d: int) -> tuple[int, dict]:
     """The kernels of one forward + backward render of ``make_scene(res, n, d)``, as zero-argument callables."""
     R = importlib.import_module("pcf_gs.render.rasterize")
     from pcf_gs.render import cpu_composite as K
+    from pcf_gs.render import cpu_native
     from pcf_gs.render import cpu_projection as P
 
     means, quats, scales, opac, colors, vm, Ks = make_scene(res, n, d)
@@ -50,7 +54,7 @@ def kernels(res: int, n: int, d: int) -> tuple[int, dict]:
     slots = K.composite_bwd(*bwd_args)
     z = np.zeros
     v2, v1, v3 = z((1, n, 2), np.float32) + 1e-3, z((1, n), np.float32), z((1, n, 3), np.float32) + 1e-3
-    return len(fi), {
+    fns = {
         "project fwd": lambda: P.project_fwd(*a, res, res, 0.3, 0.01, 1e10),
         "binning": lambda: R._bin_tiles(m2, cn, op[None], torch.from_numpy(radii), torch.from_numpy(dep), res, res),
         "composite fwd": lambda: K.composite_fwd(*fwd_args),
@@ -59,6 +63,11 @@ def kernels(res: int, n: int, d: int) -> tuple[int, dict]:
         "reduce": lambda: K.reduce_entries(*slots, go, ge),
         "project bwd": lambda: P.project_bwd(a[0], a[1], a[2], a[4], a[5], res, res, 0.3, radii, v2, v1, v3, v1),
     }
+    nat = cpu_native.kernels()
+    if nat is not None:  # the native kernels on the same inputs (what the CPU path runs in float32)
+        fns[f"composite fwd, native ({nat.isa}-bit)"] = lambda: nat.fwd(*fwd_args[:-1])
+        fns[f"composite bwd, native ({nat.isa}-bit)"] = lambda: nat.bwd(*bwd_args[:-1])
+    return len(fi), fns
 
 
 def main() -> int:

@@ -73,6 +73,8 @@ def _cpu_id() -> str:
 
 def build(extra_flags: tuple[str, ...] = (), directory: Optional[Path] = None) -> Optional[Path]:
     """Compile ``composite.c`` (cached); returns the library's path, or None when it cannot be built."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "i386"):
+        return None  # the kernels are x86 intrinsics (AVX2 / AVX-512); elsewhere numba runs, without a warning
     cc = _compiler()
     if cc is None:
         return None

@@ -120,6 +120,16 @@ def test_no_compiler_falls_back_to_numba(monkeypatch, tmp_path):
     assert out.shape == (1, H, W, 3) and torch.isfinite(out).all()
 
 
+def test_other_architectures_use_numba_without_a_warning(monkeypatch, tmp_path):
+    import warnings
+
+    monkeypatch.setattr(cpu_native.platform, "machine", lambda: "aarch64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cpu_native.load(directory=tmp_path) is None
+    assert not list(tmp_path.glob("*"))
+
+
 @needs_native
 def test_build_is_cached(tmp_path):
     a = cpu_native.build(directory=tmp_path)
