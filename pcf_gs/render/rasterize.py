@@ -2,9 +2,9 @@
 
 The CPU path = torch EWA projection (``projection.py``, autograd) + tile binning and
 compositing kernels (``cpu_binning.py``, ``cpu_composite.py``) wrapped in ``_Composite``, a
-``torch.autograd.Function`` whose backward is the numba backward kernel. Float32 renders of at most 4
-channels (the training's colour pass) composite with the native kernels of ``cpu_native.py`` instead
-when this machine can build them (same rules, float32 rounding apart).
+``torch.autograd.Function`` whose backward is the numba backward kernel. Float32 renders (without
+``absgrad``) composite with the native kernels of ``cpu_native.py`` instead when this machine can build
+them (same rules, float32 rounding apart).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _np(t: Tensor) -> np.ndarray:
 
 
 class _Composite(torch.autograd.Function):
-    """Alpha compositing of projected Gaussians (numba forward and backward).
+    """Alpha compositing of projected Gaussians (native or numba forward and backward).
 
     Inputs (per image i of I, N Gaussians): means2d [I,N,2], conics [I,N,3],
     opacities [I,N], colors [I,N,D], backgrounds [I,D] or None, plus the
