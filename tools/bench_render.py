@@ -2,8 +2,8 @@
 
     NUMBA_NUM_THREADS=2 python tools/bench_render.py [--out bench_render.json] [--reps 5] [--vs-numba]
 
-The CPU path is timed as shipped ("cpu": native compositing kernels where they apply, i.e. float32 with
-D <= 4, numba otherwise); ``--vs-numba`` also times the numba kernels alone in the same run.
+The CPU path is timed as shipped ("cpu": native compositing kernels where they apply, i.e. float32 without
+``absgrad``, numba otherwise); ``--vs-numba`` also times the numba kernels alone in the same run.
 
 Every (configuration, method) runs in its own subprocess so that peak memory is
 honest: the worker warms up once (numba cache load, allocator), then resets the

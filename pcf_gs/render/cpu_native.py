@@ -142,6 +142,14 @@ def _team_runners(lib) -> dict:
     return {"pcf_composite_fwd": run_fwd, "pcf_composite_bwd": run_bwd, "pcf_pixel_pass": run_pix}
 
 
+def _scene_args(means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets, flat_ids, n_images, width, height,
+                tiles_x, tiles_y) -> tuple:
+    """The arguments the forward and backward kernels share, as the C types (float32, int64 offsets, int32 ids)."""
+    f32 = (np.ascontiguousarray(a, np.float32) for a in (means2d, conics, opac, colors, backgrounds))
+    return (*f32, int(has_bg), np.ascontiguousarray(tile_offsets, np.int64), np.ascontiguousarray(flat_ids, np.int32),
+            n_images, width, height, tiles_x, tiles_y, colors.shape[1])
+
+
 class Kernels:
     """The loaded library: ``isa`` 512 (AVX-512) or 256 (AVX2 + FMA); ``fwd`` / ``bwd`` as the numba kernels."""
 
@@ -177,13 +185,11 @@ class Kernels:
             n_images, width, height, tiles_x, tiles_y):
         """``cpu_composite.composite_fwd`` (float32): returns out [I,H,W,D], t_final [I,H,W], last [I,H,W]."""
         D = colors.shape[1]
-        arrs = [np.ascontiguousarray(a, np.float32) for a in (means2d, conics, opac, colors, backgrounds)]
-        to = np.ascontiguousarray(tile_offsets, np.int64)
-        fi = np.ascontiguousarray(flat_ids, np.int32)
         out = np.empty((n_images, height, width, D), np.float32)
         t_final = np.empty((n_images, height, width), np.float32)
         last = np.empty((n_images, height, width), np.int32)
-        self._run("pcf_composite_fwd", (*arrs, int(has_bg), to, fi, n_images, width, height, tiles_x, tiles_y, D,
+        self._run("pcf_composite_fwd", (*_scene_args(means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets,
+                                                     flat_ids, n_images, width, height, tiles_x, tiles_y),
                                         out, t_final, last))
         return out, t_final, last
 
@@ -193,9 +199,6 @@ class Kernels:
         s_opac [M], s_col [M,D]."""
         D = colors.shape[1]
         M = flat_ids.shape[0]
-        arrs = [np.ascontiguousarray(a, np.float32) for a in (means2d, conics, opac, colors, backgrounds)]
-        to = np.ascontiguousarray(tile_offsets, np.int64)
-        fi = np.ascontiguousarray(flat_ids, np.int32)
         tf = np.ascontiguousarray(t_final, np.float32)
         la = np.ascontiguousarray(last, np.int32)
         vo = np.ascontiguousarray(v_out, np.float32)
@@ -204,10 +207,10 @@ class Kernels:
         s_conic = np.zeros((M, 3), np.float32)
         s_opac = np.zeros(M, np.float32)
         s_col = np.zeros((M, D), np.float32)
-        self._run("pcf_composite_bwd", (*arrs, int(has_bg), to, fi, n_images, width, height, tiles_x, tiles_y, D,
+        self._run("pcf_composite_bwd", (*_scene_args(means2d, conics, opac, colors, backgrounds, has_bg, tile_offsets,
+                                                     flat_ids, n_images, width, height, tiles_x, tiles_y),
                                         tf, la, vo, va, s_xy, s_conic, s_opac, s_col))
         return s_xy, s_conic, s_opac, s_col
-
 
     def pixel_pass(self, g0, g1, groups, order, jobs, rows, pxs, pys, tiles_x, T, tile_offsets, flat_ids, means2d,
                    conics, opac, reach, half_h, sslot, s_ids, s_ws, counts_go, t_final):

@@ -105,6 +105,37 @@ static inline void dot_and_grad(const float *restrict vop, int p0, unsigned mask
                 out[pix * D + d] = ACC_AT + (has_bg ? tp * backgrounds[i * D + d] : 0.0f); \
         }
 
+/* The backward's state of one tile (origin x0, y0, size pw x ph, image i) from the forward's outputs: transmittance
+ * trans and tfin = T_final, the last composited entry lastk (-1 outside the image), the output gradients
+ * (channel-major vot [D][TP] for D <= 4, else pixel-major vop [TP][D]), va = v_alpha - bg . v and sbuf = 0.
+ * Returns the tile's largest last entry (the backward walks from there to the front). */
+static inline int bwd_tile_load(int i, int x0, int y0, int pw, int ph, int width, int height, int D, int has_bg,
+                                const float *restrict backgrounds, const float *restrict t_final,
+                                const int32_t *restrict last, const float *restrict v_out,
+                                const float *restrict v_alpha_out, float *restrict trans, float *restrict tfin,
+                                int32_t *restrict lastk, float *restrict vot, float *restrict vop, float *restrict va,
+                                float *restrict sbuf) {
+    for (int p = 0; p < TP; p++) { trans[p] = 1.0f; tfin[p] = 1.0f; lastk[p] = -1; va[p] = 0.0f; sbuf[p] = 0.0f; }
+    if (D <= 4) memset(vot, 0, sizeof(float) * D * TP); else memset(vop, 0, sizeof(float) * TP * D);
+    int kmax = -1;
+    for (int r = 0; r < ph; r++)
+        for (int cc = 0; cc < pw; cc++) {
+            int p = r * TILE + cc;
+            size_t pix = ((size_t)i * height + y0 + r) * width + x0 + cc;
+            trans[p] = tfin[p] = t_final[pix];
+            int lk = last[pix];
+            lastk[p] = lk;
+            kmax = lk > kmax ? lk : kmax;
+            float bgv = 0.0f;
+            for (int d = 0; d < D; d++) {
+                if (D <= 4) vot[d * TP + p] = v_out[pix * D + d]; else vop[(size_t)p * D + d] = v_out[pix * D + d];
+                if (has_bg) bgv += backgrounds[i * D + d] * v_out[pix * D + d];
+            }
+            va[p] = v_alpha_out[pix] - bgv;
+        }
+    return kmax;
+}
+
 #if defined(__AVX512F__)
 /* ------------------------------------------------------------------ AVX-512 intrinsics, one register per row */
 static inline __m512 exp_neg_poly16(__m512 s) {
@@ -179,7 +210,8 @@ static void composite_fwd_avx512(const float *restrict means2d, const float *res
         for (int r = 0; r < TILE; r++) {
             _mm512_store_ps(trans + r * TILE, one);
             _mm512_store_si512((__m512i *)(lastk + r * TILE), _mm512_set1_epi32(-1));
-            for (int d = 0; d < D && D <= 4; d++) _mm512_store_ps(acct + d * TP + r * TILE, zero);
+            if (D <= 4)
+                for (int d = 0; d < D; d++) _mm512_store_ps(acct + d * TP + r * TILE, zero);
             alive[r] = r < ph ? (__mmask16)((1u << pw) - 1u) : 0;
         }
         if (D > 4) memset(accs, 0, sizeof(float) * TP * D);
@@ -248,8 +280,7 @@ static void composite_bwd_avx512(const float *restrict means2d, const float *res
                           const float *restrict v_out, const float *restrict v_alpha_out,
                           float *restrict s_xy, float *restrict s_conic, float *restrict s_opac, float *restrict s_col,
                         int64_t *counter) {
-    int T = tiles_x * tiles_y;
-    int njobs = n_images * T;
+    int njobs = n_images * tiles_x * tiles_y;
     /* D > 4: the tile's output gradients [pixel][channel] and one entry's colour gradient [D] */
     float *vop = D > 4 ? (float *)malloc(sizeof(float) * TP * D) : NULL;
     float *gcd = D > 4 ? (float *)malloc(sizeof(float) * D) : NULL;
@@ -257,38 +288,16 @@ static void composite_bwd_avx512(const float *restrict means2d, const float *res
     for (;;) {
         int job = (int)__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
         if (job >= njobs) break;
-        int i = job / T, t = job - i * T, tyi = t / tiles_x, txi = t - tyi * tiles_x;
-        int x0 = txi * TILE, y0 = tyi * TILE;
-        int pw = width - x0 < TILE ? width - x0 : TILE;
-        int ph = height - y0 < TILE ? height - y0 : TILE;
-        int64_t start = tile_offsets[job], end = tile_offsets[job + 1];
+        SETUP
         if (end == start) continue;
-        float pxs[TILE], pys[TILE];
-        for (int k = 0; k < TILE; k++) { pxs[k] = (float)(x0 + k) + 0.5f; pys[k] = (float)(y0 + k) + 0.5f; }
         float trans[TP] __attribute__((aligned(64)));
         float tfin[TP] __attribute__((aligned(64)));
         int32_t lastk[TP] __attribute__((aligned(64)));
         float vot[4 * TP] __attribute__((aligned(64)));
         float va[TP] __attribute__((aligned(64)));
         float sbuf[TP] __attribute__((aligned(64)));
-        for (int p = 0; p < TP; p++) { trans[p] = 1.0f; tfin[p] = 1.0f; lastk[p] = -1; va[p] = 0.0f; sbuf[p] = 0.0f; }
-        if (D <= 4) memset(vot, 0, sizeof(float) * D * TP); else memset(vop, 0, sizeof(float) * TP * D);
-        int kmax = -1;
-        for (int r = 0; r < ph; r++)
-            for (int cc = 0; cc < pw; cc++) {
-                int p = r * TILE + cc;
-                size_t pix = ((size_t)i * height + y0 + r) * width + x0 + cc;
-                trans[p] = tfin[p] = t_final[pix];
-                int lk = last[pix];
-                lastk[p] = lk;
-                kmax = lk > kmax ? lk : kmax;
-                float bgv = 0.0f;
-                for (int d = 0; d < D; d++) {
-                    if (D <= 4) vot[d * TP + p] = v_out[pix * D + d]; else vop[(size_t)p * D + d] = v_out[pix * D + d];
-                    if (has_bg) bgv += backgrounds[i * D + d] * v_out[pix * D + d];
-                }
-                va[p] = v_alpha_out[pix] - bgv;
-            }
+        int kmax = bwd_tile_load(i, x0, y0, pw, ph, width, height, D, has_bg, backgrounds, t_final, last, v_out,
+                                 v_alpha_out, trans, tfin, lastk, vot, vop, va, sbuf);
         __m512 px = _mm512_loadu_ps(pxs);
         const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps(), half = _mm512_set1_ps(0.5f);
         const __m512 vthr = _mm512_set1_ps(ATHR), vmax = _mm512_set1_ps(AMAX);
@@ -411,7 +420,6 @@ static void composite_fwd_avx2(const float *restrict means2d, const float *restr
         int32_t lastk[TP] __attribute__((aligned(64)));
         float acct[4 * TP] __attribute__((aligned(64)));
         __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-        __m256 allbits = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
         for (int p = 0; p < TP; p++) { trans[p] = 1.0f; lastk[p] = -1; alive[p] = 0.0f; }
         if (D <= 4) memset(acct, 0, sizeof(float) * D * TP); else memset(accs, 0, sizeof(float) * TP * D);
         for (int r = 0; r < ph; r++) for (int cc = 0; cc < pw; cc++) { union { int i; float f; } u = {-1}; alive[r * TILE + cc] = u.f; }
@@ -470,7 +478,6 @@ static void composite_fwd_avx2(const float *restrict means2d, const float *restr
                     }
                 }
                 n_alive -= nstop;
-                (void)allbits;
             }
         }
         if (D <= 4) { WRITE_OUT(acct[d * TP + p]) } else { WRITE_OUT(accs[(size_t)p * D + d]) }
@@ -493,8 +500,7 @@ static void composite_bwd_avx2(const float *restrict means2d, const float *restr
                         const float *restrict v_out, const float *restrict v_alpha_out,
                         float *restrict s_xy, float *restrict s_conic, float *restrict s_opac, float *restrict s_col,
                         int64_t *counter) {
-    int T = tiles_x * tiles_y;
-    int njobs = n_images * T;
+    int njobs = n_images * tiles_x * tiles_y;
     /* D > 4: the tile's output gradients [pixel][channel] and one entry's colour gradient [D] */
     float *vop = D > 4 ? (float *)malloc(sizeof(float) * TP * D) : NULL;
     float *gcd = D > 4 ? (float *)malloc(sizeof(float) * D) : NULL;
@@ -502,38 +508,16 @@ static void composite_bwd_avx2(const float *restrict means2d, const float *restr
     for (;;) {
         int job = (int)__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
         if (job >= njobs) break;
-        int i = job / T, t = job - i * T, tyi = t / tiles_x, txi = t - tyi * tiles_x;
-        int x0 = txi * TILE, y0 = tyi * TILE;
-        int pw = width - x0 < TILE ? width - x0 : TILE;
-        int ph = height - y0 < TILE ? height - y0 : TILE;
-        int64_t start = tile_offsets[job], end = tile_offsets[job + 1];
+        SETUP
         if (end == start) continue;
-        float pxs[TILE], pys[TILE];
-        for (int k = 0; k < TILE; k++) { pxs[k] = (float)(x0 + k) + 0.5f; pys[k] = (float)(y0 + k) + 0.5f; }
         float trans[TP] __attribute__((aligned(64)));
         float tfin[TP] __attribute__((aligned(64)));
         int32_t lastk[TP] __attribute__((aligned(64)));
         float vot[4 * TP] __attribute__((aligned(64)));
         float va[TP] __attribute__((aligned(64)));
         float sbuf[TP] __attribute__((aligned(64)));
-        for (int p = 0; p < TP; p++) { trans[p] = 1.0f; tfin[p] = 1.0f; lastk[p] = -1; va[p] = 0.0f; sbuf[p] = 0.0f; }
-        if (D <= 4) memset(vot, 0, sizeof(float) * D * TP); else memset(vop, 0, sizeof(float) * TP * D);
-        int kmax = -1;
-        for (int r = 0; r < ph; r++)
-            for (int cc = 0; cc < pw; cc++) {
-                int p = r * TILE + cc;
-                size_t pix = ((size_t)i * height + y0 + r) * width + x0 + cc;
-                trans[p] = tfin[p] = t_final[pix];
-                int lk = last[pix];
-                lastk[p] = lk;
-                kmax = lk > kmax ? lk : kmax;
-                float bgv = 0.0f;
-                for (int d = 0; d < D; d++) {
-                    if (D <= 4) vot[d * TP + p] = v_out[pix * D + d]; else vop[(size_t)p * D + d] = v_out[pix * D + d];
-                    if (has_bg) bgv += backgrounds[i * D + d] * v_out[pix * D + d];
-                }
-                va[p] = v_alpha_out[pix] - bgv;
-            }
+        int kmax = bwd_tile_load(i, x0, y0, pw, ph, width, height, D, has_bg, backgrounds, t_final, last, v_out,
+                                 v_alpha_out, trans, tfin, lastk, vot, vop, va, sbuf);
         const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps(), half = _mm256_set1_ps(0.5f);
         const __m256 vthr = _mm256_set1_ps(ATHR), vmax = _mm256_set1_ps(AMAX);
         __m256 px[2] = {_mm256_loadu_ps(pxs), _mm256_loadu_ps(pxs + 8)};
