@@ -6,7 +6,7 @@ the same rules and agree with numba to float32 rounding (``tests/render/test_nat
 speed-ups.
 
 Build: the C compiler of the machine (``$CC``, else ``cc``/``gcc``/``clang``) with ``-O3 -march=native``, once per
-(source, flags, CPU), into ``$PCF_GS_NATIVE_CACHE`` (default ``~/.cache/pcf_gs/native``); written to a temporary
+(source, flags, CPU), into ``$PCF_GS_NATIVE_CACHE`` (default ``~/.cache/pcf_gs/native``; the temp dir when that cannot be written); written to a temporary
 name and renamed, so concurrent processes never load a half-written library. Without a compiler, when the build
 fails, or on a CPU without AVX2 + FMA, :func:`kernels` returns None and the numba kernels run: nothing here can
 make rendering fail. ``PCF_GS_NATIVE=0`` turns the native kernels off.
@@ -81,13 +81,13 @@ def build(extra_flags: tuple[str, ...] = (), directory: Optional[Path] = None) -
     flags = FLAGS + tuple(extra_flags)
     src = SOURCE.read_bytes()
     key = hashlib.sha256(src + repr((cc, flags, _cpu_id(), platform.machine())).encode()).hexdigest()[:16]
-    out_dir = directory or cache_dir()
-    lib = out_dir / f"composite-{key}.so"
-    if lib.exists():
-        return lib
+    dirs = [directory] if directory else [cache_dir(), _temp_cache()]
+    for d in dirs:
+        if (d / f"composite-{key}.so").exists():
+            return d / f"composite-{key}.so"
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+        out_dir, fd, tmp = _scratch(dirs)
+        lib = out_dir / f"composite-{key}.so"
         os.close(fd)
         res = subprocess.run([cc, *flags, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=300)
         if res.returncode != 0:
@@ -101,6 +101,25 @@ def build(extra_flags: tuple[str, ...] = (), directory: Optional[Path] = None) -
                       RuntimeWarning, stacklevel=2)
         return None
     return lib
+
+
+def _temp_cache() -> Path:
+    """Second choice when the cache directory cannot be written (a read-only home in a container)."""
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"pcf_gs-native-{uid}"
+
+
+def _scratch(dirs: list[Path]) -> tuple[Path, int, str]:
+    """A temporary file for the build in the first directory that can be written: (directory, fd, path)."""
+    err: OSError | None = None
+    for d in dirs:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=d)
+            return d, fd, tmp
+        except OSError as e:
+            err = e
+    raise err if err else OSError("no cache directory")
 
 
 def _ptr(a: np.ndarray):

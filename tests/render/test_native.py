@@ -139,6 +139,22 @@ def test_build_is_cached(tmp_path):
 
 
 @needs_native
+def test_unwritable_cache_falls_back_to_the_temp_dir(monkeypatch, tmp_path):
+    """A cache directory that cannot be created (a read-only home) builds into the temp dir, without a warning."""
+    import warnings
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("PCF_GS_NATIVE_CACHE", str(blocker / "native"))
+    monkeypatch.setattr(cpu_native.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lib = cpu_native.build()
+    assert lib is not None and lib.parent == cpu_native._temp_cache() and lib.exists()
+    assert cpu_native.build() == lib  # found there the next time
+
+
+@needs_native
 @settings(max_examples=8, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(N=st.integers(0, 400), W=st.integers(1, 50), H=st.integers(1, 45), C=st.integers(1, 3),
