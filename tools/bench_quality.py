@@ -17,7 +17,9 @@ Version 2 (issue 16): the paper's boundary noise (``--noise paper``: 100 anchors
 at random pixels, instance ids only) at 256², three seeds per cell reported as mean ± std, and
 the old harsh model as a named stress setting at W = 9 (``--stress-windows``). Cells are cached
 per (scene, training); measurements carry the scorer's version and are re-measured (not
-retrained) when it changes.
+retrained) when it changes. The cache key is the --out folder, not the settings: a cached training whose
+saved settings differ from today's (a default changed since) is reused with a warning naming them, so keep
+one --out per setting.
 
 Reported per method: PQ^scene (official), PQ things (objects only), SQ, RQ, mIoU (percent),
 test PSNR (dB) and training wall time; per probabilistic training, the rendered variance on
@@ -129,12 +131,16 @@ def train_and_measure(scene: Path, kind: str, a, threads: int, log: Console) -> 
     """Train one model (skipped when done), then segment it both ways and measure; cached in RESULT.json."""
     cell = Path(a.out) / "runs" / scene.name / kind
     result = cell / "result.json"
+    run_dir = cell / "run"
+    sets = TRAININGS[kind] + schedule_overrides(a.config, a.iterations) + a.overrides
+    stale = stale_settings(run_dir, a.config, sets)
+    if stale:  # kept (the cache is the point), but a table must not mix defaults silently
+        log.print(f"[yellow]warning: {scene.name} {kind} was trained with other settings than today's: "
+                  f"{', '.join(stale)}; its numbers are reused (another --out retrains)[/]")
     if result.exists():
         done = json.loads(result.read_text())
         if done.get("scorer") == SCORER:
             return done
-    run_dir = cell / "run"
-    sets = TRAININGS[kind] + schedule_overrides(a.config, a.iterations) + a.overrides
     env = thread_env(threads)
     train_s = None
     timing = cell / "train_time.json"
@@ -165,6 +171,34 @@ def train_and_measure(scene: Path, kind: str, a, threads: int, log: Console) -> 
     res.update(train_wall_s=round(train_s, 1), threads=threads, overrides=sets)
     result.write_text(json.dumps(res, indent=2) + "\n")
     return res
+
+
+# settings that do not change what a training learns
+_NO_EFFECT = {"checkpoint_every", "log_every", "max_nonfinite_steps"}
+
+
+def stale_settings(run_dir: Path, preset: str, sets: list[str]) -> list[str]:
+    """The model / train settings whose value in a cached run's ``config.yaml`` differs from what this bench
+    would train today (the preset's defaults plus ``sets``), as "section.key: then -> now"; [] when there is no
+    cached run. A changed default otherwise goes unnoticed: the cache key is the --out folder, not the settings."""
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        return []
+    import yaml
+
+    from pcf_gs.config import load_config
+
+    then = yaml.safe_load(saved.read_text()) or {}
+    now = load_config(preset, sets)
+    out = []
+    for section in ("model", "train"):
+        cur = getattr(now, section)
+        for k, v in (then.get(section) or {}).items():
+            if k in _NO_EFFECT or not hasattr(cur, k):
+                continue
+            if getattr(cur, k) != v:
+                out.append(f"{section}.{k}: {v} -> {getattr(cur, k)}")
+    return out
 
 
 def segment_defaults() -> list[str]:

@@ -34,6 +34,23 @@ def test_hdbscan_samples_grow_with_the_object_count():
     assert bq.segment_sets("mvoa", 500) == [] and bq.segment_sets("mvoa_plain", 500) == bq.SEGMENT_SETS["mvoa_plain"]
 
 
+def test_a_cached_run_trained_with_other_defaults_is_named(tmp_path):
+    """The cache key is the --out folder: a run trained before a default changed is reused, so the bench names the
+    settings that differ (not the ones without effect, such as the log interval)."""
+    from pcf_gs.config import config_to_yaml, load_config
+
+    bq = load_tool("bench_quality")
+    sets = bq.TRAININGS["det"] + ["model.embed_dim=8"]
+    run = tmp_path / "run"
+    assert bq.stale_settings(run, "cpu_fast", sets) == []  # nothing trained yet
+    run.mkdir()
+    then = load_config("cpu_fast", sets + ["train.balanced_sampling=0.5", "train.log_every=7"])
+    (run / "config.yaml").write_text(config_to_yaml(then))
+    now = load_config("cpu_fast", sets).train.balanced_sampling
+    assert bq.stale_settings(run, "cpu_fast", sets) == [f"train.balanced_sampling: 0.5 -> {now}"]
+    assert bq.stale_settings(run, "cpu_fast", sets + ["train.balanced_sampling=0.5"]) == []
+
+
 @pytest.mark.slow
 def test_tiny_grid_runs_caches_and_reports(tmp_path):
     bq = load_tool("bench_quality")
