@@ -81,13 +81,14 @@ def build(extra_flags: tuple[str, ...] = (), directory: Optional[Path] = None) -
     flags = FLAGS + tuple(extra_flags)
     src = SOURCE.read_bytes()
     key = hashlib.sha256(src + repr((cc, flags, _cpu_id(), platform.machine())).encode()).hexdigest()[:16]
+    name = f"composite-{key}.so"
     dirs = [directory] if directory else [cache_dir(), _temp_cache()]
     for d in dirs:
-        if (d / f"composite-{key}.so").exists():
-            return d / f"composite-{key}.so"
+        if (d / name).exists():
+            return d / name
     try:
         out_dir, fd, tmp = _scratch(dirs)
-        lib = out_dir / f"composite-{key}.so"
+        lib = out_dir / name
         os.close(fd)
         res = subprocess.run([cc, *flags, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True, timeout=300)
         if res.returncode != 0:
