@@ -180,9 +180,10 @@ _NO_EFFECT = {"checkpoint_every", "log_every", "max_nonfinite_steps"}
 def stale_settings(run_dir: Path, preset: str, sets: list[str]) -> list[str]:
     """The model / train settings whose value in a cached run's ``config.yaml`` differs from what this bench
     would train today (the preset's defaults plus ``sets``), as "section.key: then -> now"; [] when there is no
-    cached run. A changed default otherwise goes unnoticed: the cache key is the --out folder, not the settings."""
+    cached run (no checkpoint: the bench then trains afresh). A changed default otherwise goes unnoticed: the cache
+    key is the --out folder, not the settings."""
     saved = run_dir / "config.yaml"
-    if not saved.exists():
+    if not (saved.exists() and (run_dir / "checkpoint.pt").exists()):
         return []
     import yaml
 

@@ -46,6 +46,8 @@ def test_a_cached_run_trained_with_other_defaults_is_named(tmp_path):
     run.mkdir()
     then = load_config("cpu_fast", sets + ["train.balanced_sampling=0.5", "train.log_every=7"])
     (run / "config.yaml").write_text(config_to_yaml(then))
+    assert bq.stale_settings(run, "cpu_fast", sets) == []  # no checkpoint: the bench retrains it, nothing is reused
+    (run / "checkpoint.pt").write_bytes(b"")
     now = load_config("cpu_fast", sets).train.balanced_sampling
     assert bq.stale_settings(run, "cpu_fast", sets) == [f"train.balanced_sampling: 0.5 -> {now}"]
     assert bq.stale_settings(run, "cpu_fast", sets + ["train.balanced_sampling=0.5"]) == []
